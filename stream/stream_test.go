@@ -200,7 +200,9 @@ func TestCancelStopsUnboundedJob(t *testing.T) {
 
 type endless struct{}
 
-func (endless) Open(connector.SourceContext) (connector.SourceReader[int], error) { return endless{}, nil }
+func (endless) Open(connector.SourceContext) (connector.SourceReader[int], error) {
+	return endless{}, nil
+}
 func (endless) Read(out connector.SourceOutput[int]) (connector.ReadStatus, error) {
 	for i := range 100 {
 		out.Collect(i)

@@ -3,6 +3,7 @@
 package builtin
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -52,3 +53,6 @@ func All() []Job {
 	}
 	return out
 }
+
+// ErrHelp is returned by a job that printed its usage for --help.
+var ErrHelp = errors.New("help requested")

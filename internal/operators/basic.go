@@ -12,10 +12,10 @@ type base[OUT any] struct {
 }
 
 func (b *base[OUT]) Open(ctx *runtime.OperatorContext) error { b.ctx = ctx; return nil }
-func (b *base[OUT]) ProcessWatermark(_ int, wm int64)         { b.out.EmitWatermark(wm) }
-func (b *base[OUT]) EndInput(int)                             {}
-func (b *base[OUT]) Close() error                             { return nil }
-func (b *base[OUT]) setOutput(o any)                          { b.out = o.(runtime.Output[OUT]) }
+func (b *base[OUT]) ProcessWatermark(_ int, wm int64)        { b.out.EmitWatermark(wm) }
+func (b *base[OUT]) EndInput(int)                            {}
+func (b *base[OUT]) Close() error                            { return nil }
+func (b *base[OUT]) setOutput(o any)                         { b.out = o.(runtime.Output[OUT]) }
 
 type mapOp[IN, OUT any] struct {
 	base[OUT]

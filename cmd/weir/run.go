@@ -1,0 +1,243 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/weirstream/weir/internal/builtin"
+	_ "github.com/weirstream/weir/internal/builtin/jobs" // registers the built-in jobs
+	"github.com/weirstream/weir/internal/config"
+	"github.com/weirstream/weir/internal/jobgraph"
+	"github.com/weirstream/weir/internal/launch"
+	pb "github.com/weirstream/weir/internal/pb/jobgraphpb"
+)
+
+// jobOptions are Weir's own options, given before JOB as with `flink run`.
+type jobOptions struct {
+	parallelism int
+	defines     []string
+	jobmanager  string
+}
+
+func (o *jobOptions) register(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.SetInterspersed(false) // everything after JOB belongs to the job
+	f.IntVarP(&o.parallelism, "parallelism", "p", 0, "default parallelism of the job (default: config, else the number of cores)")
+	f.StringArrayVarP(&o.defines, "define", "D", nil, "configuration key=value (Flink key names), repeatable")
+	f.StringVar(&o.jobmanager, "jobmanager", "", "address of a session cluster to submit to (default: run on an embedded local cluster)")
+}
+
+// settings validates the options into launch settings.
+func (o *jobOptions) settings(mode launch.Mode) (*launch.Settings, error) {
+	if o.jobmanager != "" {
+		return nil, fmt.Errorf("--jobmanager %s: this build of weir runs jobs on the embedded local cluster only; "+
+			"omit --jobmanager to run the job in this process", o.jobmanager)
+	}
+	if o.parallelism < 0 {
+		return nil, fmt.Errorf("-p %d: parallelism must be at least 1", o.parallelism)
+	}
+	cfg := map[string]string{}
+	for _, d := range o.defines {
+		k, v, err := config.ParseAssignment(d)
+		if err != nil {
+			return nil, err
+		}
+		cfg[k] = v
+	}
+	if _, err := config.FromMap(cfg); err != nil {
+		return nil, err
+	}
+	return &launch.Settings{Mode: mode, Parallelism: o.parallelism, Config: cfg}, nil
+}
+
+func runCommand() *cobra.Command {
+	var o jobOptions
+	cmd := &cobra.Command{
+		Use:   "run [options] JOB [job arguments...]",
+		Short: "Run a job: builtin:NAME or a Go job binary",
+		Long: `Run a job on the embedded local cluster.
+
+JOB is builtin:NAME for a job compiled into weir (` + strings.Join(builtin.Names(), ", ") + `),
+or the path of a Go program built with Weir's DataStream API.
+Weir's options come before JOB; everything after JOB is passed to the job.`,
+		Example: `  weir run builtin:wordcount --input words.txt --output counts.txt
+  weir run -p 2 builtin:nexmark --query q5 --events 10000000
+  weir run -D execution.buffer-timeout=10ms ./myjob --my-flag 1`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := o.settings(launch.Run)
+			if err != nil {
+				return err
+			}
+			return runJob(s, args[0], args[1:])
+		},
+	}
+	o.register(cmd)
+	return cmd
+}
+
+// runJob runs a built-in job in this process or a job binary as a child.
+func runJob(s *launch.Settings, job string, args []string) error {
+	if name, ok := strings.CutPrefix(job, "builtin:"); ok {
+		j, err := builtin.Lookup(name)
+		if err != nil {
+			return err
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		s.Context = ctx
+		launch.Set(s)
+		defer launch.Set(nil)
+		if err := j.Main(args); !errors.Is(err, builtin.ErrHelp) {
+			return err
+		}
+		return nil
+	}
+	return runBinary(s, job, args, "")
+}
+
+// runBinary runs a user's job binary with the launch settings in its
+// environment. In plan mode planFile receives the plan.
+func runBinary(s *launch.Settings, path string, args []string, planFile string) error {
+	st, err := os.Stat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("job %q: no such file; give builtin:NAME (%s) or the path of a job binary built with `go build`",
+			path, strings.Join(builtin.Names(), ", "))
+	case err != nil:
+		return fmt.Errorf("job %q: %w", path, err)
+	case st.IsDir():
+		return fmt.Errorf("job %q is a directory; build it first (go build -o myjob %s) and pass the binary", path, path)
+	case st.Mode()&0o111 == 0:
+		return fmt.Errorf("job %q is not executable; pass a binary built with `go build` (or chmod +x it)", path)
+	}
+	env, err := launch.Encode(s.Mode, s.Parallelism, s.Config, planFile, s.Quiet)
+	if err != nil {
+		return err
+	}
+	if !strings.ContainsRune(path, filepath.Separator) {
+		path = "." + string(filepath.Separator) + path
+	}
+	cmd := exec.Command(path, args...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Env = append(os.Environ(), launch.EnvVar+"="+env)
+	// The child shares our terminal and gets Ctrl-C itself; wait for it.
+	signal.Ignore(os.Interrupt)
+	defer signal.Reset(os.Interrupt)
+	if err := cmd.Run(); err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return &exitError{code: ee.ExitCode(), err: fmt.Errorf("job %s exited with status %d", path, ee.ExitCode())}
+		}
+		return fmt.Errorf("starting job %s: %w", path, err)
+	}
+	return nil
+}
+
+func infoCommand() *cobra.Command {
+	var (
+		o       jobOptions
+		asJSON  bool
+		jsonOpt = "json"
+	)
+	cmd := &cobra.Command{
+		Use:   "info [options] JOB [job arguments...]",
+		Short: "Print a job's plan: chained tasks, parallelism and edges",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := o.settings(launch.Plan)
+			if err != nil {
+				return err
+			}
+			jg, err := planOf(s, args[0], args[1:])
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				b, err := jobgraph.JSON(jg)
+				if err != nil {
+					return err
+				}
+				fmt.Println(string(b))
+				return nil
+			}
+			fmt.Print(jobgraph.Describe(jg))
+			return nil
+		},
+	}
+	o.register(cmd)
+	cmd.Flags().BoolVar(&asJSON, jsonOpt, false, "print the plan as JSON")
+	return cmd
+}
+
+// planOf runs the job's main() in plan mode and returns its JobGraph.
+func planOf(s *launch.Settings, job string, args []string) (*pb.JobGraph, error) {
+	var jg *pb.JobGraph
+	if strings.HasPrefix(job, "builtin:") {
+		s.OnPlan = func(g *pb.JobGraph) { jg = g }
+		s.Quiet = true
+		if err := runJob(s, job, args); err != nil {
+			return nil, err
+		}
+	} else {
+		f, err := os.CreateTemp("", "weir-plan-*.json")
+		if err != nil {
+			return nil, err
+		}
+		f.Close()
+		defer os.Remove(f.Name())
+		if err := runBinary(s, job, args, f.Name()); err != nil {
+			return nil, err
+		}
+		b, err := os.ReadFile(f.Name())
+		if err != nil {
+			return nil, err
+		}
+		if len(b) > 0 {
+			jg = &pb.JobGraph{}
+			if err := protojson.Unmarshal(b, jg); err != nil {
+				return nil, fmt.Errorf("job %s wrote an unreadable plan: %w", job, err)
+			}
+		}
+	}
+	if jg == nil {
+		return nil, fmt.Errorf("job %s did not build a plan: its main() must call Execute on a stream environment", job)
+	}
+	return jg, nil
+}
+
+func configCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "config",
+		Short: "List the configuration keys with their defaults",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			for _, k := range config.Keys() {
+				fmt.Printf("%-48s %-8s %s\n", k.Name, k.Default, k.Doc)
+			}
+			return nil
+		},
+	}
+}
+
+func versionCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print weir's version",
+		Run: func(cmd *cobra.Command, args []string) {
+			fmt.Println("weir", version)
+		},
+	}
+}
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "0.1.0-dev"

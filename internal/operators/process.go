@@ -1,0 +1,449 @@
+package operators
+
+// Process operators: the runtime side of the stream package's process
+// functions. An operator here knows nothing of the user's function types;
+// the stream package adapts each function to a Processor (or its keyed and
+// two-input variants), one per subtask, and the operator drives it:
+//
+//	record ─▶ port ─▶ set key (keyed) ─▶ Processor.ProcessElement ─▶ Scope.Collect ─▶ Output
+//	watermark(input i) ─▶ watermarks.update ─▶ min over inputs advanced?
+//	                         └─▶ TimerService.AdvanceWatermark ─▶ Processor.OnTimer (event time)
+//	                         └─▶ Output.EmitWatermark
+//	task clock ─▶ Timers.onClock ─▶ TimerService.AdvanceProcessingTime ─▶ Processor.OnTimer (processing time)
+//
+// Everything runs on the task goroutine. An error a Processor returns fails
+// the task through runtime.Fail, which names the operator; a panic is
+// recovered by the task the same way.
+
+import (
+	"fmt"
+
+	"github.com/weirstream/weir/internal/runtime"
+	"github.com/weirstream/weir/internal/state"
+)
+
+// TimeDomain says which clock a timer belongs to.
+type TimeDomain int
+
+const (
+	// EventTime timers fire when the operator's watermark reaches them.
+	EventTime TimeDomain = iota
+	// ProcessingTime timers fire when the wall clock reaches them.
+	ProcessingTime
+)
+
+func (d TimeDomain) String() string {
+	switch d {
+	case EventTime:
+		return "event time"
+	case ProcessingTime:
+		return "processing time"
+	}
+	return fmt.Sprintf("TimeDomain(%d)", int(d))
+}
+
+// Scope is what a process function sees while it handles one record or
+// timer: the record's timestamp, the operator's output and its clocks. One
+// Scope lives as long as its operator and is updated before each call.
+type Scope[OUT any] struct {
+	op  *runtime.OperatorContext
+	out runtime.Output[OUT]
+	wm  *watermarks
+	// ts is the timestamp of the record or timer being handled.
+	ts int64
+	// outTs is the timestamp Collect gives emitted records: the record's, an
+	// event-time timer's, or none in a processing-time timer.
+	outTs int64
+}
+
+// OperatorContext returns where the operator runs.
+func (s *Scope[OUT]) OperatorContext() *runtime.OperatorContext { return s.op }
+
+// Timestamp returns the timestamp of the record or timer being handled
+// (runtime.NoTimestamp for a record without one).
+func (s *Scope[OUT]) Timestamp() int64 { return s.ts }
+
+// Collect emits v with the current output timestamp.
+func (s *Scope[OUT]) Collect(v OUT) { s.out.Collect(v, s.outTs) }
+
+// CollectWithTimestamp emits v with timestamp ts.
+func (s *Scope[OUT]) CollectWithTimestamp(v OUT, ts int64) { s.out.Collect(v, ts) }
+
+// CurrentWatermark returns the operator's event time: the minimum of its
+// inputs' watermarks (runtime.MinWatermark before the first).
+func (s *Scope[OUT]) CurrentWatermark() int64 { return s.wm.current }
+
+// CurrentProcessingTime returns the task's clock in unix milliseconds.
+func (s *Scope[OUT]) CurrentProcessingTime() int64 { return s.op.ProcessingTime.Now() }
+
+// Processor is the operator's view of a one-input process function of one
+// subtask.
+type Processor[IN, OUT any] interface {
+	Open(s *Scope[OUT]) error
+	ProcessElement(v IN) error
+	Close() error
+}
+
+// CoProcessor is the operator's view of a two-input process function of one
+// subtask.
+type CoProcessor[A, B, OUT any] interface {
+	Open(s *Scope[OUT]) error
+	ProcessElement1(a A) error
+	ProcessElement2(b B) error
+	Close() error
+}
+
+// watermarks combines the watermarks of an operator's inputs: the operator's
+// event time is the minimum over its inputs, where an input that has ended
+// counts as MaxWatermark: it will send nothing more, so it no longer holds
+// event time back. (An input normally sends MaxWatermark before it ends,
+// but need not have.)
+type watermarks struct {
+	in      []int64
+	ended   []bool
+	nEnded  int
+	current int64
+}
+
+func newWatermarks(inputs int) watermarks {
+	w := watermarks{in: make([]int64, inputs), ended: make([]bool, inputs), current: runtime.MinWatermark}
+	for i := range w.in {
+		w.in[i] = runtime.MinWatermark
+	}
+	return w
+}
+
+// update records input i's watermark and returns the combined watermark and
+// whether it advanced.
+func (w *watermarks) update(input int, wm int64) (int64, bool) {
+	if wm > w.in[input] {
+		w.in[input] = wm
+	}
+	return w.combine()
+}
+
+// end records that input i has ended; the combined watermark may advance.
+func (w *watermarks) end(input int) (int64, bool) {
+	if !w.ended[input] {
+		w.ended[input] = true
+		w.nEnded++
+		w.in[input] = runtime.MaxWatermark
+	}
+	return w.combine()
+}
+
+func (w *watermarks) allEnded() bool { return w.nEnded == len(w.ended) }
+
+func (w *watermarks) combine() (int64, bool) {
+	low := w.in[0]
+	for _, wm := range w.in[1:] {
+		low = min(low, wm)
+	}
+	if low <= w.current {
+		return w.current, false
+	}
+	w.current = low
+	return low, true
+}
+
+// processCore is what the non-keyed process operators share: the scope,
+// watermark tracking and the Processor's lifecycle.
+type processCore[OUT any] struct {
+	scope  Scope[OUT]
+	wm     watermarks
+	opened bool
+	open   func(*Scope[OUT]) error
+	close  func() error
+}
+
+func (c *processCore[OUT]) setOutput(o any) { c.scope.out = o.(runtime.Output[OUT]) }
+
+func (c *processCore[OUT]) Open(ctx *runtime.OperatorContext) error {
+	c.scope.op = ctx
+	c.scope.wm = &c.wm
+	c.opened = true
+	return c.open(&c.scope)
+}
+
+func (c *processCore[OUT]) ProcessWatermark(input int, wm int64) {
+	if w, ok := c.wm.update(input, wm); ok {
+		c.scope.out.EmitWatermark(w)
+	}
+}
+
+func (c *processCore[OUT]) EndInput(input int) {
+	if w, ok := c.wm.end(input); ok {
+		c.scope.out.EmitWatermark(w)
+	}
+}
+
+// Close closes the Processor if it was opened; the task closes every
+// operator of a chain, also those it never opened.
+func (c *processCore[OUT]) Close() error {
+	if !c.opened {
+		return nil
+	}
+	return c.close()
+}
+
+// begin prepares the scope for a record with timestamp ts.
+func (c *processCore[OUT]) begin(ts int64) {
+	c.scope.ts, c.scope.outTs = ts, ts
+}
+
+type processOp[IN, OUT any] struct {
+	processCore[OUT]
+	proc Processor[IN, OUT]
+}
+
+func (p *processOp[IN, OUT]) ProcessElement(v IN, ts int64) {
+	p.begin(ts)
+	if err := p.proc.ProcessElement(v); err != nil {
+		runtime.Fail(fmt.Errorf("processing a record: %w", err))
+	}
+}
+
+// NewProcess returns the factory of a non-keyed process operator; newProc
+// is called once per subtask.
+func NewProcess[IN, OUT any](newProc func() Processor[IN, OUT]) *runtime.Factory {
+	return oneInput[IN, OUT](func() (runtime.Operator, runtime.Input[IN], func(any)) {
+		proc := newProc()
+		op := &processOp[IN, OUT]{proc: proc}
+		op.processCore = processCore[OUT]{wm: newWatermarks(1), open: proc.Open, close: proc.Close}
+		return op, op, op.setOutput
+	})
+}
+
+// KeyedScope is what a keyed process function sees while it handles one
+// record or timer: in addition to Scope, the current key, the keyed state
+// backend and the timers.
+type KeyedScope[K comparable, OUT any] struct {
+	Scope[OUT]
+	key     K
+	backend state.Backend
+	timers  Timers
+}
+
+// Key returns the key of the record or timer being handled.
+func (s *KeyedScope[K, OUT]) Key() K { return s.key }
+
+// Backend returns the operator's keyed state backend; its current key is
+// the key of the record or timer being handled.
+func (s *KeyedScope[K, OUT]) Backend() state.Backend { return s.backend }
+
+// Timers returns the operator's timer service.
+func (s *KeyedScope[K, OUT]) Timers() *Timers { return &s.timers }
+
+// Timers is the timer service of one keyed operator instance: it registers
+// timers for the current key in a state.TimerService and keeps one callback
+// on the task's clock armed for the earliest processing-time timer.
+type Timers struct {
+	svc   *state.TimerService
+	clock runtime.ProcessingTimeService
+	wm    *watermarks
+	// fireProcessing handles a due processing-time timer (its key is current).
+	fireProcessing func(ts int64)
+	// armed is the time of the clock callback that stands for the earliest
+	// processing-time timer, if hasArmed. Callbacks cannot be withdrawn:
+	// when an earlier timer is registered another callback is armed, and a
+	// superseded one finds nothing due when it runs.
+	armed    int64
+	hasArmed bool
+	// stopped is set when all inputs have ended: processing-time timers no
+	// longer fire (as in Flink, they are dropped at the end of input).
+	stopped bool
+}
+
+// CurrentWatermark returns the operator's event time.
+func (t *Timers) CurrentWatermark() int64 { return t.wm.current }
+
+// CurrentProcessingTime returns the task's clock in unix milliseconds.
+func (t *Timers) CurrentProcessingTime() int64 { return t.clock.Now() }
+
+// RegisterEventTimeTimer registers a timer at ts for the current key; it
+// fires once, when the watermark reaches ts. Registering it again is a
+// no-op; a timer at or before the current watermark fires at the next
+// watermark.
+func (t *Timers) RegisterEventTimeTimer(ts int64) { t.svc.RegisterEventTimeTimer(ts) }
+
+// DeleteEventTimeTimer deletes the current key's event-time timer at ts, if any.
+func (t *Timers) DeleteEventTimeTimer(ts int64) { t.svc.DeleteEventTimeTimer(ts) }
+
+// RegisterProcessingTimeTimer registers a timer at ts (unix ms) for the
+// current key; it fires once, when the task's clock reaches ts.
+func (t *Timers) RegisterProcessingTimeTimer(ts int64) {
+	t.svc.RegisterProcessingTimeTimer(ts)
+	t.arm()
+}
+
+// DeleteProcessingTimeTimer deletes the current key's processing-time timer
+// at ts, if any.
+func (t *Timers) DeleteProcessingTimeTimer(ts int64) { t.svc.DeleteProcessingTimeTimer(ts) }
+
+// arm registers a clock callback for the earliest processing-time timer
+// unless one at or before it is already armed.
+func (t *Timers) arm() {
+	if t.stopped {
+		return
+	}
+	next, ok := t.svc.NextProcessingTime()
+	if !ok || (t.hasArmed && t.armed <= next) {
+		return
+	}
+	t.armed, t.hasArmed = next, true
+	t.clock.Register(next, func(now int64) { t.onClock(next, now) })
+}
+
+func (t *Timers) onClock(at, now int64) {
+	if t.hasArmed && t.armed == at {
+		t.hasArmed = false
+	}
+	if t.stopped {
+		return
+	}
+	t.svc.AdvanceProcessingTime(now, t.fireProcessing)
+	t.arm()
+}
+
+// KeyedProcessor is the operator's view of a one-input keyed process
+// function of one subtask. ProcessElement and OnTimer find the key and
+// timestamp in the KeyedScope given to Open.
+type KeyedProcessor[K comparable, IN, OUT any] interface {
+	Open(s *KeyedScope[K, OUT]) error
+	ProcessElement(v IN) error
+	OnTimer(ts int64, domain TimeDomain) error
+	Close() error
+}
+
+// KeyedCoProcessor is the operator's view of a two-input keyed process
+// function of one subtask; both inputs share the key space, state and timers.
+type KeyedCoProcessor[K comparable, A, B, OUT any] interface {
+	Open(s *KeyedScope[K, OUT]) error
+	ProcessElement1(a A) error
+	ProcessElement2(b B) error
+	OnTimer(ts int64, domain TimeDomain) error
+	Close() error
+}
+
+// keyedCore is what the keyed process operators share: the scope with its
+// backend and timers, watermark tracking, and the processor's lifecycle.
+type keyedCore[K comparable, OUT any] struct {
+	scope   KeyedScope[K, OUT]
+	wm      watermarks
+	enc     *KeyEncoder[K] // decodes the keys of firing timers
+	maxP    int
+	keyBuf  []byte
+	opened  bool
+	open    func(*KeyedScope[K, OUT]) error
+	onTimer func(ts int64, domain TimeDomain) error
+	close   func() error
+}
+
+func (c *keyedCore[K, OUT]) setOutput(o any) { c.scope.out = o.(runtime.Output[OUT]) }
+
+func (c *keyedCore[K, OUT]) Open(ctx *runtime.OperatorContext) error {
+	c.scope.op = ctx
+	c.scope.wm = &c.wm
+	c.maxP = ctx.MaxParallelism
+	c.scope.backend = ctx.NewKeyedBackend()
+	c.scope.timers = Timers{
+		svc:            state.NewTimerService(c.scope.backend),
+		clock:          ctx.ProcessingTime,
+		wm:             &c.wm,
+		fireProcessing: c.fireProcessingTimer,
+	}
+	c.opened = true
+	return c.open(&c.scope)
+}
+
+// begin makes key current for a record with timestamp ts. enc is the
+// encoder of the input's keying; all inputs encode K alike.
+func (c *keyedCore[K, OUT]) begin(enc *KeyEncoder[K], key K, ts int64) {
+	c.keyBuf = enc.Append(c.keyBuf[:0], key)
+	c.scope.backend.SetCurrentKey(c.keyBuf, KeyGroupOf(c.keyBuf, c.maxP))
+	c.scope.key = key
+	c.scope.ts, c.scope.outTs = ts, ts
+}
+
+func (c *keyedCore[K, OUT]) ProcessWatermark(input int, wm int64) {
+	if w, ok := c.wm.update(input, wm); ok {
+		c.advance(w)
+	}
+}
+
+// advance fires the event-time timers up to w, then forwards w: what the
+// timers emit precedes the watermark that made them fire.
+func (c *keyedCore[K, OUT]) advance(w int64) {
+	c.scope.timers.svc.AdvanceWatermark(w, c.fireEventTimer)
+	c.scope.out.EmitWatermark(w)
+}
+
+// EndInput lets an ended input stop holding back event time. Once every
+// input has ended, event time is over and every event-time timer has fired
+// (MaxWatermark normally arrives before the end; if not, the end counts as
+// it), and processing-time timers are dropped, as in Flink: a bounded job
+// does not wait for the wall clock.
+func (c *keyedCore[K, OUT]) EndInput(input int) {
+	if w, ok := c.wm.end(input); ok {
+		c.advance(w)
+	}
+	if c.wm.allEnded() {
+		c.scope.timers.stopped = true
+	}
+}
+
+// Close closes the processor if it was opened.
+func (c *keyedCore[K, OUT]) Close() error {
+	if !c.opened {
+		return nil
+	}
+	return c.close()
+}
+
+func (c *keyedCore[K, OUT]) fireEventTimer(ts int64) { c.fire(ts, ts, EventTime) }
+
+func (c *keyedCore[K, OUT]) fireProcessingTimer(ts int64) {
+	// Processing time is not event time: what the timer emits has no timestamp.
+	c.fire(ts, runtime.NoTimestamp, ProcessingTime)
+}
+
+// fire calls the processor for a due timer; the timer service has made its
+// key current on the backend.
+func (c *keyedCore[K, OUT]) fire(ts, outTs int64, domain TimeDomain) {
+	key, err := c.enc.Decode(c.scope.backend.CurrentKey())
+	if err != nil {
+		runtime.Fail(fmt.Errorf("%s timer at %d: decoding its key: %w", domain, ts, err))
+	}
+	c.scope.key = key
+	c.scope.ts, c.scope.outTs = ts, outTs
+	if err := c.onTimer(ts, domain); err != nil {
+		runtime.Fail(fmt.Errorf("%s timer at %d for key %v: %w", domain, ts, key, err))
+	}
+}
+
+type keyedProcessOp[IN any, K comparable, OUT any] struct {
+	keyedCore[K, OUT]
+	keying *Keying[IN, K]
+	proc   KeyedProcessor[K, IN, OUT]
+}
+
+func (p *keyedProcessOp[IN, K, OUT]) ProcessElement(v IN, ts int64) {
+	key := p.keying.Select(v)
+	p.begin(p.keying.Encoder, key, ts)
+	if err := p.proc.ProcessElement(v); err != nil {
+		runtime.Fail(fmt.Errorf("processing a record with key %v: %w", key, err))
+	}
+}
+
+// NewKeyedProcess returns the factory of a keyed process operator: keyed
+// state and event- and processing-time timers scoped to each record's key.
+// newProc is called once per subtask.
+func NewKeyedProcess[IN any, K comparable, OUT any](keying *Keying[IN, K], newProc func() KeyedProcessor[K, IN, OUT]) *runtime.Factory {
+	return keyedFactory[IN, OUT](keying, func() (runtime.Operator, runtime.Input[IN], func(any)) {
+		proc := newProc()
+		op := &keyedProcessOp[IN, K, OUT]{keying: keying, proc: proc}
+		op.keyedCore = keyedCore[K, OUT]{wm: newWatermarks(1), enc: keying.Encoder,
+			open: proc.Open, onTimer: proc.OnTimer, close: proc.Close}
+		return op, op, op.setOutput
+	})
+}

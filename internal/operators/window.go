@@ -1,0 +1,905 @@
+package operators
+
+// Keyed windows with Flink's semantics (WindowOperator with the default
+// EventTimeTrigger / ProcessingTimeTrigger), built for throughput.
+//
+// Tumbling and sliding windows do not merge, so every key's window with a
+// given end fires at the same moment. Their state is grouped by that end, so
+// a watermark fires a whole window end in one pass instead of popping one
+// timer per (key, window) from a heap:
+//
+//	kgw[key group]                                 ends[window end]
+//	  keys[key] ─▶ keyWindows                        window, fired,
+//	                 wins []{end, acc}  (by end)      key groups holding it
+//	  byEnd[window end] ─▶ []*keyWindows                  ▲
+//	                       (arrival order)                │ endTimers: heap of
+//	                                                      │ (due, window end)
+//
+// A record costs one key-group hash and one map lookup: its key's few live
+// windows sit together in a slice sorted by end (a sliding window's record
+// belongs to size/slide of them, nearly always the last ones). Firing an end
+// walks, per key group, the keys that have that window. Accumulators are Go
+// values, folded in place; only WindowProcess buffers elements. Keeping the
+// key group as the outer index preserves the unit of rescaling:
+// WindowStates walks the state key group by key group.
+//
+// Session windows merge, so their ends differ per key: each key group maps
+// a key to its sessions, sorted and disjoint, and a heap holds one timer per
+// session (lazily re-armed when a session grows, since growth only delays
+// it).
+//
+// Lateness (event time only), as Flink: a window is late once
+// MaxTimestamp()+allowedLateness <= watermark; a record all of whose windows
+// are late is dropped and counted (NumLateRecordsDropped). A window fires
+// when the watermark reaches its MaxTimestamp(); with allowed lateness it is
+// kept until MaxTimestamp()+allowedLateness, and a late-but-allowed record
+// fires it again at once with all its contents. Results carry the timestamp
+// window.MaxTimestamp().
+//
+// Processing-time windows fire from processing-time callbacks: one is
+// registered for the earliest pending window and re-armed after it fires.
+// Allowed lateness does not apply to them (as in Flink). At the end of the
+// input every pending processing-time window fires: a bounded job keeps its
+// last, partial processing-time windows rather than dropping them (Flink
+// drops them unless its timers happen to fire before shutdown). Event-time
+// windows need no such rule: the final MaxWatermark arrives before the end
+// of the input and fires them all.
+
+import (
+	"bytes"
+	"cmp"
+	"errors"
+	"fmt"
+	"iter"
+	"maps"
+	"math"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/weirstream/weir/internal/runtime"
+	"github.com/weirstream/weir/internal/state"
+)
+
+// ProcessWindowFunction computes the result of one key's window from its
+// contents: all its elements (WindowProcess), or the one reduced or
+// aggregated value. elements belongs to the operator: read it during the
+// call, do not keep or modify it.
+type ProcessWindowFunction[K comparable, IN, OUT any] func(key K, window TimeWindow, elements []IN, out Collector[OUT]) error
+
+// WindowSpec says how records are grouped into windows.
+type WindowSpec struct {
+	Assigner WindowAssigner
+	// AllowedLateness keeps event-time windows after they fired, so that
+	// records up to this late update (and re-fire) them.
+	AllowedLateness time.Duration
+}
+
+// WindowStateEntry is the contents of one key's window, as a checkpoint
+// stores it.
+type WindowStateEntry struct {
+	KeyGroup int
+	Key      []byte // encoded with the operator's KeyEncoder
+	Window   TimeWindow
+	// Acc is the window's contents: the reduced value T (Reduce), the
+	// accumulator ACC (Aggregate), or the buffered elements []T (Process).
+	Acc any
+	// Fired is set for an event-time window that has fired and is kept only
+	// for its allowed lateness.
+	Fired bool
+}
+
+// WindowState is implemented by window operators (their runtime.Operator):
+// it exposes all window state by key group, for snapshots and restores.
+type WindowState interface {
+	// WindowStates yields every window of every key, by ascending key group,
+	// then window end (sessions: encoded key, then window start).
+	WindowStates() iter.Seq[WindowStateEntry]
+	// RestoreWindowState adds one entry after Open and before any record.
+	// Entries of key groups outside this subtask's range are ignored, so
+	// that restoring every old subtask's entries rescales. When restored
+	// entries disagree on whether a window has fired, it has not: a window
+	// may fire twice after rescaling, but never not at all.
+	RestoreWindowState(e WindowStateEntry) error
+	// NumLateRecordsDropped counts records dropped because all their
+	// windows were late (Flink's numLateRecordsDropped).
+	NumLateRecordsDropped() int64
+}
+
+// windowFuncs says how a window operator folds records into accumulators
+// and turns them into results.
+type windowFuncs[T any, K comparable, ACC, OUT any] struct {
+	create func(v T) ACC // the accumulator of a window's first record
+	add    func(acc ACC, v T) ACC
+	merge  func(a, b ACC) ACC // a is the earlier window's
+	emit   func(key K, w TimeWindow, acc ACC, out Collector[OUT]) error
+}
+
+// NewWindowReduce returns the factory of a window operator that reduces
+// each key's window with reduce and emits the reduced value.
+func NewWindowReduce[T any, K comparable](keying *Keying[T, K], spec WindowSpec, reduce func(a, b T) T) *runtime.Factory {
+	return newWindowFactory(keying, spec, func() windowFuncs[T, K, T, T] {
+		return windowFuncs[T, K, T, T]{
+			create: identity[T],
+			add:    reduce,
+			merge:  reduce,
+			emit: func(_ K, _ TimeWindow, acc T, out Collector[T]) error {
+				out.Collect(acc)
+				return nil
+			},
+		}
+	})
+}
+
+// NewWindowReduceProcess returns the factory of a window operator that
+// reduces each key's window with reduce and passes the reduced value to p.
+func NewWindowReduceProcess[T any, K comparable, OUT any](keying *Keying[T, K], spec WindowSpec, reduce func(a, b T) T, p ProcessWindowFunction[K, T, OUT]) *runtime.Factory {
+	return newWindowFactory(keying, spec, func() windowFuncs[T, K, T, OUT] {
+		one := make([]T, 1)
+		return windowFuncs[T, K, T, OUT]{
+			create: identity[T],
+			add:    reduce,
+			merge:  reduce,
+			emit: func(key K, w TimeWindow, acc T, out Collector[OUT]) error {
+				one[0] = acc
+				return p(key, w, one, out)
+			},
+		}
+	})
+}
+
+// NewWindowAggregate returns the factory of a window operator that
+// aggregates each key's window with agg and emits agg.GetResult.
+func NewWindowAggregate[T any, K comparable, ACC, OUT any](keying *Keying[T, K], spec WindowSpec, agg state.AggregateFunction[T, ACC, OUT]) *runtime.Factory {
+	return newWindowFactory(keying, spec, func() windowFuncs[T, K, ACC, OUT] {
+		return windowFuncs[T, K, ACC, OUT]{
+			create: func(v T) ACC { return agg.Add(v, agg.CreateAccumulator()) },
+			add:    func(acc ACC, v T) ACC { return agg.Add(v, acc) },
+			merge:  agg.Merge,
+			emit: func(_ K, _ TimeWindow, acc ACC, out Collector[OUT]) error {
+				out.Collect(agg.GetResult(acc))
+				return nil
+			},
+		}
+	})
+}
+
+// NewWindowAggregateProcess returns the factory of a window operator that
+// aggregates each key's window with agg and passes the result to p.
+func NewWindowAggregateProcess[T any, K comparable, ACC, V, OUT any](keying *Keying[T, K], spec WindowSpec, agg state.AggregateFunction[T, ACC, V], p ProcessWindowFunction[K, V, OUT]) *runtime.Factory {
+	return newWindowFactory(keying, spec, func() windowFuncs[T, K, ACC, OUT] {
+		one := make([]V, 1)
+		return windowFuncs[T, K, ACC, OUT]{
+			create: func(v T) ACC { return agg.Add(v, agg.CreateAccumulator()) },
+			add:    func(acc ACC, v T) ACC { return agg.Add(v, acc) },
+			merge:  agg.Merge,
+			emit: func(key K, w TimeWindow, acc ACC, out Collector[OUT]) error {
+				one[0] = agg.GetResult(acc)
+				return p(key, w, one, out)
+			},
+		}
+	})
+}
+
+// NewWindowProcess returns the factory of a window operator that buffers
+// each key's window and passes all its elements, in arrival order, to p.
+func NewWindowProcess[T any, K comparable, OUT any](keying *Keying[T, K], spec WindowSpec, p ProcessWindowFunction[K, T, OUT]) *runtime.Factory {
+	return newWindowFactory(keying, spec, func() windowFuncs[T, K, []T, OUT] {
+		return windowFuncs[T, K, []T, OUT]{
+			create: func(v T) []T { return []T{v} },
+			add:    func(acc []T, v T) []T { return append(acc, v) },
+			merge:  func(a, b []T) []T { return append(a, b...) },
+			emit:   func(key K, w TimeWindow, acc []T, out Collector[OUT]) error { return p(key, w, acc, out) },
+		}
+	})
+}
+
+func identity[T any](v T) T { return v }
+
+func newWindowFactory[T any, K comparable, ACC, OUT any](keying *Keying[T, K], spec WindowSpec, funcs func() windowFuncs[T, K, ACC, OUT]) *runtime.Factory {
+	return keyedFactory[T, OUT](keying, func() (runtime.Operator, runtime.Input[T], func(any)) {
+		op := newWindowOp(keying, spec, funcs())
+		return op, op, func(o any) { op.out = o.(runtime.Output[OUT]) }
+	})
+}
+
+// windowOp is the window operator of every flavour: ACC is T (reduce), the
+// AggregateFunction's accumulator, or []T (process).
+type windowOp[T any, K comparable, ACC, OUT any] struct {
+	out      runtime.Output[OUT]
+	ctx      *runtime.OperatorContext
+	keying   *Keying[T, K]
+	assigner WindowAssigner
+	// lateness is the allowed lateness in ms; always 0 for processing time.
+	lateness  int64
+	eventTime bool
+	merging   bool
+	fn        windowFuncs[T, K, ACC, OUT]
+	coll      windowCollector[OUT]
+
+	maxP    int
+	kgStart int
+	nGroups int
+	keyBuf  []byte
+	winBuf  []TimeWindow
+	// wm is the current event-time watermark.
+	wm int64
+	// ended is set at the end of the input: no processing-time callbacks
+	// are armed after it.
+	ended bool
+	// armed holds the times of outstanding processing-time callbacks.
+	armed []int64
+
+	// Non-merging windows.
+	kgw       []kgWindows[K, ACC] // by key group - kgStart
+	ends      map[int64]*windowEnd
+	endTimers timerHeap[endTimer]
+	freeKeys  []*keyWindows[K, ACC]
+	freeLists []*endKeys[K, ACC]
+
+	// Session windows.
+	sessions      []map[K]*sessionList[ACC] // by key group - kgStart
+	sessionTimers timerHeap[sessionTimer[K]]
+	nextID        uint64
+	timerSeq      uint64
+
+	lateDropped int64
+}
+
+// kgWindows holds one key group's non-merging windows.
+type kgWindows[K comparable, ACC any] struct {
+	keys  map[K]*keyWindows[K, ACC]
+	byEnd map[int64]*endKeys[K, ACC]
+}
+
+// keyWindows holds one key's live windows.
+type keyWindows[K comparable, ACC any] struct {
+	key  K
+	wins []keyWindow[ACC] // sorted by end
+}
+
+type keyWindow[ACC any] struct {
+	end int64
+	acc ACC
+}
+
+// endKeys lists the keys of a key group that have a window, in the order
+// they entered it (which makes firing order deterministic).
+type endKeys[K comparable, ACC any] struct{ keys []*keyWindows[K, ACC] }
+
+// find returns the index of the window ending at end, or -1. Windows fire
+// and are dropped in order of their ends, so that is usually the first.
+func (kw *keyWindows[K, ACC]) find(end int64) int {
+	if len(kw.wins) > 8 {
+		i, ok := slices.BinarySearchFunc(kw.wins, end, func(w keyWindow[ACC], end int64) int { return cmp.Compare(w.end, end) })
+		if !ok {
+			return -1
+		}
+		return i
+	}
+	for i := range kw.wins {
+		if kw.wins[i].end == end {
+			return i
+		}
+	}
+	return -1
+}
+
+// windowEnd is one live non-merging window (all its keys).
+type windowEnd struct {
+	w TimeWindow
+	// fired is set once the window fired on time (event time); it then
+	// waits for its cleanup time.
+	fired bool
+	// kgs lists the key groups (index from kgStart) holding the window.
+	kgs []int32
+}
+
+type endTimer struct{ due, end int64 }
+
+func (a endTimer) before(b endTimer) bool {
+	return a.due < b.due || (a.due == b.due && a.end < b.end)
+}
+
+// session is one session window of one key.
+type session[ACC any] struct {
+	w   TimeWindow
+	acc ACC
+	id  uint64
+	// timer is the time of the earliest timer known to be pending for the
+	// session (valid when timerSet).
+	timer    int64
+	timerSet bool
+	fired    bool
+}
+
+// sessionList holds one key's sessions, sorted by start and disjoint.
+type sessionList[ACC any] struct{ s []session[ACC] }
+
+type sessionTimer[K comparable] struct {
+	due int64
+	seq uint64
+	id  uint64
+	kgi int32
+	key K
+}
+
+func (a sessionTimer[K]) before(b sessionTimer[K]) bool {
+	return a.due < b.due || (a.due == b.due && a.seq < b.seq)
+}
+
+// windowCollector emits a window function's results with the window's
+// timestamp.
+type windowCollector[OUT any] struct {
+	out runtime.Output[OUT]
+	ts  int64
+}
+
+func (c *windowCollector[OUT]) Collect(v OUT) { c.out.Collect(v, c.ts) }
+
+func newWindowOp[T any, K comparable, ACC, OUT any](keying *Keying[T, K], spec WindowSpec, fn windowFuncs[T, K, ACC, OUT]) *windowOp[T, K, ACC, OUT] {
+	op := &windowOp[T, K, ACC, OUT]{
+		keying:    keying,
+		assigner:  spec.Assigner,
+		eventTime: spec.Assigner.IsEventTime(),
+		merging:   spec.Assigner.IsMerging(),
+		fn:        fn,
+		wm:        runtime.MinWatermark,
+	}
+	if op.eventTime {
+		op.lateness = max(spec.AllowedLateness.Milliseconds(), 0)
+	}
+	return op
+}
+
+func (op *windowOp[T, K, ACC, OUT]) Open(ctx *runtime.OperatorContext) error {
+	if err := op.assigner.Err(); err != nil {
+		return err
+	}
+	op.ctx = ctx
+	op.coll.out = op.out
+	op.maxP = ctx.MaxParallelism
+	op.kgStart = ctx.KeyGroups.Start
+	op.nGroups = ctx.KeyGroups.Len()
+	if op.merging {
+		op.sessions = make([]map[K]*sessionList[ACC], op.nGroups)
+	} else {
+		op.kgw = make([]kgWindows[K, ACC], op.nGroups)
+		op.ends = make(map[int64]*windowEnd)
+	}
+	return nil
+}
+
+func (op *windowOp[T, K, ACC, OUT]) ProcessElement(v T, ts int64) {
+	key := op.keying.Select(v)
+	op.keyBuf = op.keying.Encoder.Append(op.keyBuf[:0], key)
+	kgi := KeyGroupOf(op.keyBuf, op.maxP) - op.kgStart
+	if uint(kgi) >= uint(op.nGroups) {
+		runtime.Fail(fmt.Errorf("record with key %v belongs to key group %d, outside this subtask's key groups %v: "+
+			"the record reached the wrong subtask (keyed windows need a hash exchange on the same key)", key, kgi+op.kgStart, op.ctx.KeyGroups))
+	}
+	if op.eventTime {
+		if ts == runtime.NoTimestamp {
+			runtime.Fail(errors.New("record has no event timestamp, which event-time windows need: " +
+				"give the source a watermark strategy with a timestamp assigner (WithTimestampAssigner), or use processing-time windows"))
+		}
+	} else {
+		ts = op.ctx.ProcessingTime.Now()
+	}
+	if op.merging {
+		op.addToSession(kgi, key, v, ts)
+		return
+	}
+	op.winBuf = op.assigner.AssignWindows(op.winBuf[:0], ts)
+	skipped := true
+	var kw *keyWindows[K, ACC]
+	for _, w := range op.winBuf {
+		if op.eventTime && op.cleanupTime(w) <= op.wm {
+			continue // late: dropped for this window
+		}
+		skipped = false
+		if kw == nil {
+			kw = op.keyWindowsOf(kgi, key)
+		}
+		// The key's windows are sorted by end; a new record's windows are
+		// nearly always the last ones, so search from the back.
+		i := len(kw.wins) - 1
+		for i >= 0 && kw.wins[i].end > w.End {
+			i--
+		}
+		var e *keyWindow[ACC]
+		if i >= 0 && kw.wins[i].end == w.End {
+			e = &kw.wins[i]
+			e.acc = op.fn.add(e.acc, v)
+		} else {
+			kw.wins = slices.Insert(kw.wins, i+1, keyWindow[ACC]{end: w.End, acc: op.fn.create(v)})
+			e = &kw.wins[i+1]
+			op.addToEnd(kgi, kw, w)
+		}
+		if op.eventTime && w.MaxTimestamp() <= op.wm {
+			// Late but allowed: the window has fired; fire it again now.
+			op.emit(key, w, e.acc)
+		}
+	}
+	if skipped && op.eventTime && addSat(ts, op.lateness) <= op.wm {
+		op.lateDropped++
+	}
+}
+
+func (op *windowOp[T, K, ACC, OUT]) ProcessWatermark(_ int, wm int64) {
+	if wm > op.wm {
+		op.wm = wm
+		if op.eventTime {
+			op.advance(wm)
+		}
+	}
+	op.out.EmitWatermark(wm)
+}
+
+// EndInput fires every pending processing-time window (see the file
+// comment); event-time windows have fired on the final watermark.
+func (op *windowOp[T, K, ACC, OUT]) EndInput(int) {
+	if !op.eventTime {
+		op.advance(math.MaxInt64)
+	}
+	op.ended = true
+}
+
+func (op *windowOp[T, K, ACC, OUT]) Close() error { return nil }
+
+// NumLateRecordsDropped implements WindowState.
+func (op *windowOp[T, K, ACC, OUT]) NumLateRecordsDropped() int64 { return op.lateDropped }
+
+// cleanupTime is when a window's state is dropped: at its max timestamp
+// plus the allowed lateness (processing time: at its max timestamp).
+func (op *windowOp[T, K, ACC, OUT]) cleanupTime(w TimeWindow) int64 {
+	return addSat(w.MaxTimestamp(), op.lateness)
+}
+
+// addSat returns a+b for b >= 0, saturating at MaxInt64 (Flink's
+// cleanupTime overflow guard).
+func addSat(a, b int64) int64 {
+	if s := a + b; s >= a {
+		return s
+	}
+	return math.MaxInt64
+}
+
+// emit calls the window function for one key's window.
+func (op *windowOp[T, K, ACC, OUT]) emit(key K, w TimeWindow, acc ACC) {
+	op.coll.ts = w.MaxTimestamp()
+	if err := op.fn.emit(key, w, acc, &op.coll); err != nil {
+		runtime.Fail(fmt.Errorf("window function for key %v, window %v: %w", key, w, err))
+	}
+}
+
+// advance fires and cleans up the windows due at or before now (the
+// watermark, or the processing time).
+func (op *windowOp[T, K, ACC, OUT]) advance(now int64) {
+	if op.merging {
+		op.advanceSessions(now)
+	} else {
+		op.advanceEnds(now)
+	}
+}
+
+// Non-merging windows.
+
+// keyWindowsOf returns the live windows of a key, creating them.
+func (op *windowOp[T, K, ACC, OUT]) keyWindowsOf(kgi int, key K) *keyWindows[K, ACC] {
+	g := &op.kgw[kgi]
+	if kw := g.keys[key]; kw != nil {
+		return kw
+	}
+	if g.keys == nil {
+		g.keys = make(map[K]*keyWindows[K, ACC])
+		g.byEnd = make(map[int64]*endKeys[K, ACC])
+	}
+	var kw *keyWindows[K, ACC]
+	if n := len(op.freeKeys); n > 0 {
+		kw = op.freeKeys[n-1]
+		op.freeKeys = op.freeKeys[:n-1]
+	} else {
+		kw = &keyWindows[K, ACC]{}
+	}
+	kw.key = key
+	g.keys[key] = kw
+	return kw
+}
+
+// addToEnd records that key group kgi's key kw has window w, registering
+// the window end if it is new.
+func (op *windowOp[T, K, ACC, OUT]) addToEnd(kgi int, kw *keyWindows[K, ACC], w TimeWindow) {
+	g := &op.kgw[kgi]
+	l := g.byEnd[w.End]
+	if l == nil {
+		if n := len(op.freeLists); n > 0 {
+			l = op.freeLists[n-1]
+			op.freeLists = op.freeLists[:n-1]
+		} else {
+			l = &endKeys[K, ACC]{}
+		}
+		g.byEnd[w.End] = l
+		we := op.ends[w.End]
+		if we == nil {
+			we = &windowEnd{w: w, fired: op.eventTime && w.MaxTimestamp() <= op.wm}
+			op.ends[w.End] = we
+			op.endTimers.push(endTimer{due: op.endDue(we), end: w.End})
+			op.armProcessingTime()
+		}
+		we.kgs = append(we.kgs, int32(kgi))
+	}
+	l.keys = append(l.keys, kw)
+}
+
+// endDue is when a window end next needs attention: its firing, then its
+// cleanup.
+func (op *windowOp[T, K, ACC, OUT]) endDue(we *windowEnd) int64 {
+	if we.fired {
+		return op.cleanupTime(we.w)
+	}
+	return we.w.MaxTimestamp()
+}
+
+func (op *windowOp[T, K, ACC, OUT]) advanceEnds(now int64) {
+	for op.endTimers.len() > 0 && op.endTimers.top().due <= now {
+		et := op.endTimers.pop()
+		we := op.ends[et.end]
+		if we == nil || op.endDue(we) != et.due {
+			continue // superseded (a restore changed the window's state)
+		}
+		if !we.fired {
+			op.fireEnd(we)
+			we.fired = true
+			if c := op.cleanupTime(we.w); c > now {
+				op.endTimers.push(endTimer{due: c, end: et.end})
+				continue
+			}
+		}
+		op.dropEnd(we)
+	}
+}
+
+// fireEnd fires a window for all its keys: by key group, then in the order
+// the keys entered the window.
+func (op *windowOp[T, K, ACC, OUT]) fireEnd(we *windowEnd) {
+	slices.Sort(we.kgs)
+	for _, kgi := range we.kgs {
+		for _, kw := range op.kgw[kgi].byEnd[we.w.End].keys {
+			op.emit(kw.key, we.w, kw.wins[kw.find(we.w.End)].acc)
+		}
+	}
+}
+
+// dropEnd drops a window's state for all its keys; keys left without
+// windows are forgotten.
+func (op *windowOp[T, K, ACC, OUT]) dropEnd(we *windowEnd) {
+	end := we.w.End
+	for _, kgi := range we.kgs {
+		g := &op.kgw[kgi]
+		l := g.byEnd[end]
+		for _, kw := range l.keys {
+			i := kw.find(end)
+			kw.wins = slices.Delete(kw.wins, i, i+1) // zeroes the freed element
+			if len(kw.wins) == 0 {
+				delete(g.keys, kw.key)
+				if len(op.freeKeys) < 4096 {
+					var zero K
+					kw.key = zero
+					op.freeKeys = append(op.freeKeys, kw)
+				}
+			}
+		}
+		delete(g.byEnd, end)
+		if len(op.freeLists) < 2*op.nGroups+16 {
+			clear(l.keys)
+			l.keys = l.keys[:0]
+			op.freeLists = append(op.freeLists, l)
+		}
+	}
+	delete(op.ends, end)
+}
+
+// Session windows.
+
+// addToSession adds a record at time ts to its key's session window,
+// merging the sessions the new window [ts, ts+gap) overlaps or touches.
+func (op *windowOp[T, K, ACC, OUT]) addToSession(kgi int, key K, v T, ts int64) {
+	nw := TimeWindow{Start: ts, End: addSat(ts, op.assigner.gap)}
+	m := op.sessions[kgi]
+	if m == nil {
+		m = make(map[K]*sessionList[ACC])
+		op.sessions[kgi] = m
+	}
+	sl := m[key]
+	var ss []session[ACC]
+	if sl != nil {
+		ss = sl.s
+	}
+	// The sessions are disjoint and sorted, so those nw intersects are a run.
+	i := sort.Search(len(ss), func(i int) bool { return ss[i].w.End >= nw.Start })
+	j := i
+	for j < len(ss) && ss[j].w.Start <= nw.End {
+		j++
+	}
+	var s session[ACC]
+	if i == j {
+		if op.eventTime && op.cleanupTime(nw) <= op.wm {
+			// A late window that merges with nothing: drop the record.
+			if addSat(ts, op.lateness) <= op.wm {
+				op.lateDropped++
+			}
+			return
+		}
+		s = session[ACC]{w: nw, acc: op.fn.create(v), id: op.nextID}
+		op.nextID++
+	} else {
+		// Merging into live sessions cannot make a late window: they are
+		// not late, and the merged window ends no earlier than any of them.
+		s = ss[i]
+		acc := s.acc
+		for k := i + 1; k < j; k++ {
+			s.w = s.w.cover(ss[k].w)
+			acc = op.fn.merge(acc, ss[k].acc)
+		}
+		s.w = s.w.cover(nw)
+		s.acc = op.fn.add(acc, v)
+	}
+	// EventTimeTrigger: a window the watermark has passed fires at once.
+	s.fired = op.eventTime && s.w.MaxTimestamp() <= op.wm
+	if sl == nil {
+		sl = &sessionList[ACC]{}
+		m[key] = sl
+	}
+	sl.s = slices.Replace(ss, i, j, s)
+	sp := &sl.s[i]
+	op.scheduleSession(int32(kgi), key, sp)
+	if sp.fired {
+		op.emit(key, sp.w, sp.acc)
+	}
+}
+
+// sessionDue is when a session next needs attention: its firing, then its
+// cleanup.
+func (op *windowOp[T, K, ACC, OUT]) sessionDue(s *session[ACC]) int64 {
+	if s.fired {
+		return op.cleanupTime(s.w)
+	}
+	return s.w.MaxTimestamp()
+}
+
+// scheduleSession makes sure a timer is pending for the session at or
+// before its due time. A session that grows keeps its earlier timer, which
+// re-arms itself when it finds the session not yet due.
+func (op *windowOp[T, K, ACC, OUT]) scheduleSession(kgi int32, key K, s *session[ACC]) {
+	d := op.sessionDue(s)
+	if s.timerSet && s.timer <= d {
+		return
+	}
+	s.timer, s.timerSet = d, true
+	op.sessionTimers.push(sessionTimer[K]{due: d, seq: op.timerSeq, id: s.id, kgi: kgi, key: key})
+	op.timerSeq++
+	op.armProcessingTime()
+}
+
+func (op *windowOp[T, K, ACC, OUT]) advanceSessions(now int64) {
+	for op.sessionTimers.len() > 0 && op.sessionTimers.top().due <= now {
+		st := op.sessionTimers.pop()
+		m := op.sessions[st.kgi]
+		sl := m[st.key]
+		if sl == nil {
+			continue
+		}
+		idx := slices.IndexFunc(sl.s, func(s session[ACC]) bool { return s.id == st.id })
+		if idx < 0 {
+			continue // merged into another session
+		}
+		s := &sl.s[idx]
+		if s.timerSet && s.timer == st.due {
+			s.timerSet = false
+		}
+		if op.sessionDue(s) > st.due {
+			op.scheduleSession(st.kgi, st.key, s) // grew since
+			continue
+		}
+		if !s.fired {
+			s.fired = true
+			op.emit(st.key, s.w, s.acc)
+			if op.cleanupTime(s.w) > now {
+				op.scheduleSession(st.kgi, st.key, s)
+				continue
+			}
+		}
+		sl.s = slices.Delete(sl.s, idx, idx+1)
+		if len(sl.s) == 0 {
+			delete(m, st.key)
+		}
+	}
+}
+
+// Processing time.
+
+// armProcessingTime registers a processing-time callback for the earliest
+// pending window unless one is registered at or before it.
+func (op *windowOp[T, K, ACC, OUT]) armProcessingTime() {
+	if op.eventTime || op.ended {
+		return
+	}
+	var next int64
+	switch {
+	case op.merging && op.sessionTimers.len() > 0:
+		next = op.sessionTimers.top().due
+	case !op.merging && op.endTimers.len() > 0:
+		next = op.endTimers.top().due
+	default:
+		return
+	}
+	for _, a := range op.armed {
+		if a <= next {
+			return
+		}
+	}
+	op.armed = append(op.armed, next)
+	op.ctx.ProcessingTime.Register(next, func(now int64) { op.onProcessingTime(next, now) })
+}
+
+func (op *windowOp[T, K, ACC, OUT]) onProcessingTime(registered, now int64) {
+	if i := slices.Index(op.armed, registered); i >= 0 {
+		op.armed = slices.Delete(op.armed, i, i+1)
+	}
+	if op.ended {
+		return
+	}
+	op.advance(now)
+	op.armProcessingTime()
+}
+
+// Snapshot and restore.
+
+// WindowStates implements WindowState.
+func (op *windowOp[T, K, ACC, OUT]) WindowStates() iter.Seq[WindowStateEntry] {
+	return func(yield func(WindowStateEntry) bool) {
+		for kgi := 0; kgi < op.nGroups; kgi++ {
+			kg := kgi + op.kgStart
+			if op.merging {
+				type keyed struct {
+					enc []byte
+					sl  *sessionList[ACC]
+				}
+				var keys []keyed
+				for k, sl := range op.sessions[kgi] {
+					keys = append(keys, keyed{op.keying.Encoder.Append(nil, k), sl})
+				}
+				slices.SortFunc(keys, func(a, b keyed) int { return bytes.Compare(a.enc, b.enc) })
+				for _, k := range keys {
+					for _, s := range k.sl.s {
+						if !yield(WindowStateEntry{KeyGroup: kg, Key: k.enc, Window: s.w, Acc: s.acc, Fired: s.fired}) {
+							return
+						}
+					}
+				}
+				continue
+			}
+			g := &op.kgw[kgi]
+			for _, end := range slices.Sorted(maps.Keys(g.byEnd)) {
+				we := op.ends[end]
+				for _, kw := range g.byEnd[end].keys {
+					if !yield(WindowStateEntry{KeyGroup: kg, Key: op.keying.Encoder.Append(nil, kw.key),
+						Window: we.w, Acc: kw.wins[kw.find(end)].acc, Fired: we.fired}) {
+						return
+					}
+				}
+			}
+		}
+	}
+}
+
+// RestoreWindowState implements WindowState.
+func (op *windowOp[T, K, ACC, OUT]) RestoreWindowState(e WindowStateEntry) error {
+	kgi := e.KeyGroup - op.kgStart
+	if kgi < 0 || kgi >= op.nGroups {
+		return nil
+	}
+	key, err := op.keying.Encoder.Decode(e.Key)
+	if err != nil {
+		return fmt.Errorf("restoring window %v: %w", e.Window, err)
+	}
+	if kg := KeyGroupOf(e.Key, op.maxP); kg != e.KeyGroup {
+		return fmt.Errorf("restoring window %v of key %v: the key belongs to key group %d, not %d; "+
+			"the state was written with another max parallelism, which must not change", e.Window, key, kg, e.KeyGroup)
+	}
+	acc, ok := e.Acc.(ACC)
+	if !ok {
+		return fmt.Errorf("restoring window %v of key %v: contents are %T, but this window operator holds %T; "+
+			"the operator's uid now names a different window function", e.Window, key, e.Acc, *new(ACC))
+	}
+	fired := e.Fired && op.eventTime
+	if op.merging {
+		return op.restoreSession(kgi, key, e.Window, acc, fired)
+	}
+	w := e.Window
+	if w.End-w.Start != op.assigner.size || WindowStart(w.Start, op.assigner.offset, op.assigner.slide) != w.Start {
+		return fmt.Errorf("restoring window %v of key %v: it is not a window of %v; the window assigner must not change", w, key, op.assigner)
+	}
+	kw := op.keyWindowsOf(kgi, key)
+	i := sort.Search(len(kw.wins), func(i int) bool { return kw.wins[i].end >= w.End })
+	if i < len(kw.wins) && kw.wins[i].end == w.End {
+		return fmt.Errorf("restoring window %v of key %v: restored twice", w, key)
+	}
+	isNew := op.ends[w.End] == nil
+	kw.wins = slices.Insert(kw.wins, i, keyWindow[ACC]{end: w.End, acc: acc})
+	op.addToEnd(kgi, kw, w)
+	we := op.ends[w.End]
+	// A new end took its fired state from the current watermark; take the
+	// snapshot's instead. Entries that disagree: see RestoreWindowState.
+	if (isNew && we.fired != fired) || (!isNew && we.fired && !fired) {
+		we.fired = fired
+		op.endTimers.push(endTimer{due: op.endDue(we), end: w.End})
+		op.armProcessingTime()
+	}
+	return nil
+}
+
+func (op *windowOp[T, K, ACC, OUT]) restoreSession(kgi int, key K, w TimeWindow, acc ACC, fired bool) error {
+	m := op.sessions[kgi]
+	if m == nil {
+		m = make(map[K]*sessionList[ACC])
+		op.sessions[kgi] = m
+	}
+	sl := m[key]
+	if sl == nil {
+		sl = &sessionList[ACC]{}
+		m[key] = sl
+	}
+	i := sort.Search(len(sl.s), func(i int) bool { return sl.s[i].w.Start >= w.Start })
+	if (i > 0 && sl.s[i-1].w.intersects(w)) || (i < len(sl.s) && sl.s[i].w.intersects(w)) {
+		return fmt.Errorf("restoring session window %v of key %v: it overlaps another restored session of the key", w, key)
+	}
+	sl.s = slices.Insert(sl.s, i, session[ACC]{w: w, acc: acc, id: op.nextID, fired: fired})
+	op.nextID++
+	op.scheduleSession(int32(kgi), key, &sl.s[i])
+	return nil
+}
+
+// timerHeap is a binary min-heap of timers.
+type timerHeap[E interface{ before(E) bool }] struct{ items []E }
+
+func (h *timerHeap[E]) len() int { return len(h.items) }
+func (h *timerHeap[E]) top() E   { return h.items[0] }
+
+func (h *timerHeap[E]) push(e E) {
+	h.items = append(h.items, e)
+	i := len(h.items) - 1
+	for i > 0 {
+		p := (i - 1) / 2
+		if !h.items[i].before(h.items[p]) {
+			break
+		}
+		h.items[i], h.items[p] = h.items[p], h.items[i]
+		i = p
+	}
+}
+
+func (h *timerHeap[E]) pop() E {
+	top := h.items[0]
+	n := len(h.items) - 1
+	h.items[0] = h.items[n]
+	var zero E
+	h.items[n] = zero
+	h.items = h.items[:n]
+	for i := 0; ; {
+		l, r, m := 2*i+1, 2*i+2, i
+		if l < n && h.items[l].before(h.items[m]) {
+			m = l
+		}
+		if r < n && h.items[r].before(h.items[m]) {
+			m = r
+		}
+		if m == i {
+			break
+		}
+		h.items[i], h.items[m] = h.items[m], h.items[i]
+		i = m
+	}
+	return top
+}

@@ -1,0 +1,343 @@
+package stream
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+
+	"github.com/weirstream/weir/internal/operators"
+	"github.com/weirstream/weir/internal/runtime"
+	"github.com/weirstream/weir/internal/state"
+)
+
+const (
+	// NoTimestamp is the timestamp of a record that has none.
+	NoTimestamp int64 = runtime.NoTimestamp
+	// MaxWatermark is the watermark at the end of a bounded input: all
+	// event time has passed and every event-time timer fires.
+	MaxWatermark int64 = runtime.MaxWatermark
+)
+
+// TimeDomain says which clock a timer belongs to.
+type TimeDomain int
+
+const (
+	// EventTime timers fire when the operator's watermark reaches them.
+	EventTime = TimeDomain(operators.EventTime)
+	// ProcessingTime timers fire when the wall clock reaches them.
+	ProcessingTime = TimeDomain(operators.ProcessingTime)
+)
+
+func (d TimeDomain) String() string { return operators.TimeDomain(d).String() }
+
+// RuntimeContext tells a function where it runs. Keyed functions create
+// their state through it in Open (ValueStateOf, ListStateOf, …).
+type RuntimeContext struct {
+	op *runtime.OperatorContext
+	// backend is the keyed state backend; nil for non-keyed functions.
+	backend state.Backend
+}
+
+// OperatorName returns the name of the operator running the function.
+func (rc *RuntimeContext) OperatorName() string { return rc.op.Name }
+
+// JobName returns the name of the job.
+func (rc *RuntimeContext) JobName() string { return rc.op.JobName }
+
+// Subtask returns the index of this parallel instance, from 0.
+func (rc *RuntimeContext) Subtask() int { return rc.op.Subtask }
+
+// Parallelism returns the number of parallel instances of the operator.
+func (rc *RuntimeContext) Parallelism() int { return rc.op.Parallelism }
+
+// MaxParallelism returns the operator's number of key groups: the largest
+// parallelism its keyed state can be rescaled to.
+func (rc *RuntimeContext) MaxParallelism() int { return rc.op.MaxParallelism }
+
+// Opener is implemented by functions that prepare before the first record,
+// typically by creating their keyed state. An error fails the job.
+type Opener interface {
+	Open(rc *RuntimeContext) error
+}
+
+// Closer is implemented by functions that release resources when their
+// operator stops, whether the job finished, failed or was canceled.
+type Closer interface {
+	Close() error
+}
+
+// KeyedProcessFunction processes the records of a keyed stream, one key at
+// a time, with keyed state and timers (Flink's KeyedProcessFunction). It may
+// also implement Opener, Closer and KeyedTimerHandler.
+type KeyedProcessFunction[K comparable, IN, OUT any] interface {
+	ProcessElement(ctx *KeyedContext[K, OUT], in IN) error
+}
+
+// KeyedProcessFunc adapts a function to a KeyedProcessFunction.
+type KeyedProcessFunc[K comparable, IN, OUT any] func(ctx *KeyedContext[K, OUT], in IN) error
+
+// ProcessElement calls f.
+func (f KeyedProcessFunc[K, IN, OUT]) ProcessElement(ctx *KeyedContext[K, OUT], in IN) error {
+	return f(ctx, in)
+}
+
+// KeyedTimerHandler is implemented by keyed functions that register timers.
+// OnTimer is called once per timer, with the timer's key current: its state
+// is the key's state, and ctx.Key() returns it.
+type KeyedTimerHandler[K comparable, OUT any] interface {
+	OnTimer(ctx *KeyedContext[K, OUT], timestamp int64, domain TimeDomain) error
+}
+
+// KeyedContext is what a keyed function sees while it handles one record
+// or timer. It is valid only during that call.
+type KeyedContext[K comparable, OUT any] struct {
+	s      *operators.KeyedScope[K, OUT]
+	timers TimerService
+}
+
+// Key returns the key of the record or timer being handled.
+func (c *KeyedContext[K, OUT]) Key() K { return c.s.Key() }
+
+// Timestamp returns the event timestamp of the record being handled
+// (NoTimestamp if it has none), or the time of the firing timer.
+func (c *KeyedContext[K, OUT]) Timestamp() int64 { return c.s.Timestamp() }
+
+// Collect emits v. It carries the record's timestamp, or in OnTimer the
+// timer's for an event-time timer and none for a processing-time timer.
+func (c *KeyedContext[K, OUT]) Collect(v OUT) { c.s.Collect(v) }
+
+// CollectWithTimestamp emits v with event timestamp ts (unix ms).
+func (c *KeyedContext[K, OUT]) CollectWithTimestamp(v OUT, ts int64) {
+	c.s.CollectWithTimestamp(v, ts)
+}
+
+// TimerService returns the operator's clocks and the current key's timers.
+func (c *KeyedContext[K, OUT]) TimerService() *TimerService { return &c.timers }
+
+// TimerService reads the operator's clocks and registers timers for the
+// current key. A timer is identified by its key and time: registering it
+// twice fires it once.
+//
+// Event-time timers fire when the operator's watermark (the minimum of its
+// inputs' watermarks) reaches them, before that watermark goes downstream.
+// At the end of a bounded input the watermark becomes MaxWatermark and
+// every event-time timer fires, including ones registered while firing, so
+// a timer that re-registers itself must stop once CurrentWatermark() is
+// MaxWatermark.
+//
+// Processing-time timers fire when the wall clock reaches them. At the end
+// of input, pending processing-time timers are dropped without firing (as
+// in Flink): a bounded job does not wait for the clock.
+type TimerService struct {
+	t *operators.Timers
+}
+
+// CurrentWatermark returns the operator's event time in unix milliseconds
+// (math.MinInt64 before the first watermark).
+func (t *TimerService) CurrentWatermark() int64 { return t.t.CurrentWatermark() }
+
+// CurrentProcessingTime returns the wall clock in unix milliseconds.
+func (t *TimerService) CurrentProcessingTime() int64 { return t.t.CurrentProcessingTime() }
+
+// RegisterEventTimeTimer registers a timer at event time ts for the current
+// key. A timer at or before the current watermark fires at the next
+// watermark.
+func (t *TimerService) RegisterEventTimeTimer(ts int64) { t.t.RegisterEventTimeTimer(ts) }
+
+// DeleteEventTimeTimer deletes the current key's event-time timer at ts, if any.
+func (t *TimerService) DeleteEventTimeTimer(ts int64) { t.t.DeleteEventTimeTimer(ts) }
+
+// RegisterProcessingTimeTimer registers a timer at wall-clock time ts (unix
+// ms) for the current key.
+func (t *TimerService) RegisterProcessingTimeTimer(ts int64) { t.t.RegisterProcessingTimeTimer(ts) }
+
+// DeleteProcessingTimeTimer deletes the current key's processing-time timer
+// at ts, if any.
+func (t *TimerService) DeleteProcessingTimeTimer(ts int64) { t.t.DeleteProcessingTimeTimer(ts) }
+
+// Process applies a keyed process function to every record of the keyed
+// stream: the general operator, with keyed state (created in Open through
+// the RuntimeContext) and event- and processing-time timers.
+//
+// Each parallel subtask runs its own copy of f: when f is a pointer to a
+// struct, the struct is copied (shallowly, as a Go assignment copies) for
+// every subtask, so Open can keep state handles in its fields. Fields that
+// are pointers, maps or slices still share what they point to.
+//
+// An error returned by f fails the job, naming the operator and the key.
+func Process[T any, K comparable, OUT any](k *KeyedStream[T, K], name string, f KeyedProcessFunction[K, T, OUT]) *DataStream[OUT] {
+	env := k.in.env
+	if isNil(f) {
+		env.fail(fmt.Errorf("keyed process %q: the function is nil", name))
+	}
+	factory := operators.NewKeyedProcess(k.keying, func() operators.KeyedProcessor[K, T, OUT] {
+		fn := cloneFunction(f)
+		return &keyedProcessAdapter[K, T, OUT]{keyedFunction: newKeyedFunction[K, OUT](fn), fn: fn}
+	})
+	n := addNode(env, name, "keyed-process", factory, k.hashInput())
+	n.KeyedInputs = []bool{true}
+	return &DataStream[OUT]{env: env, node: n}
+}
+
+// ProcessFunction processes the records of a stream that is not keyed
+// (Flink's ProcessFunction). It has no keyed state and no timers; it may
+// implement Opener and Closer.
+type ProcessFunction[IN, OUT any] interface {
+	ProcessElement(ctx *Context[OUT], in IN) error
+}
+
+// ProcessFunc adapts a function to a ProcessFunction.
+type ProcessFunc[IN, OUT any] func(ctx *Context[OUT], in IN) error
+
+// ProcessElement calls f.
+func (f ProcessFunc[IN, OUT]) ProcessElement(ctx *Context[OUT], in IN) error { return f(ctx, in) }
+
+// Context is what a non-keyed function sees while it handles one record.
+// It is valid only during that call.
+type Context[OUT any] struct {
+	s *operators.Scope[OUT]
+}
+
+// Timestamp returns the event timestamp of the record being handled, or
+// NoTimestamp if it has none.
+func (c *Context[OUT]) Timestamp() int64 { return c.s.Timestamp() }
+
+// Collect emits v with the timestamp of the record being handled.
+func (c *Context[OUT]) Collect(v OUT) { c.s.Collect(v) }
+
+// CollectWithTimestamp emits v with event timestamp ts (unix ms).
+func (c *Context[OUT]) CollectWithTimestamp(v OUT, ts int64) { c.s.CollectWithTimestamp(v, ts) }
+
+// CurrentWatermark returns the operator's event time in unix milliseconds
+// (math.MinInt64 before the first watermark).
+func (c *Context[OUT]) CurrentWatermark() int64 { return c.s.CurrentWatermark() }
+
+// CurrentProcessingTime returns the wall clock in unix milliseconds.
+func (c *Context[OUT]) CurrentProcessingTime() int64 { return c.s.CurrentProcessingTime() }
+
+// ProcessUnkeyed applies a process function to every record of a stream
+// that is not keyed. For keyed state and timers, KeyBy the stream and use
+// Process. Each subtask runs its own copy of f, as with Process.
+func ProcessUnkeyed[IN, OUT any](d *DataStream[IN], name string, f ProcessFunction[IN, OUT]) *DataStream[OUT] {
+	if isNil(f) {
+		d.env.fail(fmt.Errorf("process %q: the function is nil", name))
+	}
+	factory := operators.NewProcess(func() operators.Processor[IN, OUT] {
+		fn := cloneFunction(f)
+		return &processAdapter[IN, OUT]{function: function[OUT]{fn: fn}, fn: fn}
+	})
+	return derive[IN, OUT](d, addNode(d.env, name, "process", factory, d.input()))
+}
+
+// function adapts the lifecycle of a non-keyed user function (Opener,
+// Closer) to the operator's.
+type function[OUT any] struct {
+	fn  any
+	ctx Context[OUT]
+}
+
+func (f *function[OUT]) Open(s *operators.Scope[OUT]) error {
+	f.ctx = Context[OUT]{s: s}
+	return openFunction(f.fn, &RuntimeContext{op: s.OperatorContext()})
+}
+
+func (f *function[OUT]) Close() error { return closeFunction(f.fn) }
+
+type processAdapter[IN, OUT any] struct {
+	function[OUT]
+	fn ProcessFunction[IN, OUT]
+}
+
+func (p *processAdapter[IN, OUT]) ProcessElement(v IN) error { return p.fn.ProcessElement(&p.ctx, v) }
+
+// keyedFunction adapts the lifecycle and timers of a keyed user function to
+// the operator's.
+type keyedFunction[K comparable, OUT any] struct {
+	fn    any
+	timer KeyedTimerHandler[K, OUT] // nil if fn has no OnTimer
+	ctx   KeyedContext[K, OUT]
+}
+
+func newKeyedFunction[K comparable, OUT any](fn any) keyedFunction[K, OUT] {
+	h, _ := fn.(KeyedTimerHandler[K, OUT])
+	return keyedFunction[K, OUT]{fn: fn, timer: h}
+}
+
+func (f *keyedFunction[K, OUT]) Open(s *operators.KeyedScope[K, OUT]) error {
+	f.ctx = KeyedContext[K, OUT]{s: s, timers: TimerService{t: s.Timers()}}
+	return openFunction(f.fn, &RuntimeContext{op: s.OperatorContext(), backend: s.Backend()})
+}
+
+// OnTimer calls the function's OnTimer; a function without one ignores
+// its timers, like Flink's default onTimer.
+func (f *keyedFunction[K, OUT]) OnTimer(ts int64, domain operators.TimeDomain) error {
+	if f.timer == nil {
+		return nil
+	}
+	return f.timer.OnTimer(&f.ctx, ts, TimeDomain(domain))
+}
+
+func (f *keyedFunction[K, OUT]) Close() error { return closeFunction(f.fn) }
+
+type keyedProcessAdapter[K comparable, IN, OUT any] struct {
+	keyedFunction[K, OUT]
+	fn KeyedProcessFunction[K, IN, OUT]
+}
+
+func (p *keyedProcessAdapter[K, IN, OUT]) ProcessElement(v IN) error {
+	return p.fn.ProcessElement(&p.ctx, v)
+}
+
+func openFunction(fn any, rc *RuntimeContext) error {
+	o, ok := fn.(Opener)
+	if !ok {
+		return nil
+	}
+	if err := o.Open(rc); err != nil {
+		return fmt.Errorf("opening the function: %w", err)
+	}
+	return nil
+}
+
+func closeFunction(fn any) error {
+	c, ok := fn.(Closer)
+	if !ok {
+		return nil
+	}
+	if err := c.Close(); err != nil {
+		return fmt.Errorf("closing the function: %w", err)
+	}
+	return nil
+}
+
+// cloneFunction returns the copy of f that one subtask runs: a new struct
+// with the fields of *f when f points to a struct, else f itself. Flink
+// gives each parallel instance its own deserialised copy of a function;
+// this is the shallow equivalent, so that what Open stores in fields
+// (state handles, buffers) is per subtask and not shared across goroutines.
+func cloneFunction[F any](f F) F {
+	v := reflect.ValueOf(f)
+	if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
+		return f
+	}
+	c := reflect.New(v.Elem().Type())
+	c.Elem().Set(v.Elem())
+	return c.Interface().(F)
+}
+
+// isNil reports whether a function value is nil, also a nil pointer or func
+// inside an interface.
+func isNil(f any) bool {
+	if f == nil {
+		return true
+	}
+	switch v := reflect.ValueOf(f); v.Kind() {
+	case reflect.Pointer, reflect.Func, reflect.Map, reflect.Slice, reflect.Interface, reflect.Chan:
+		return v.IsNil()
+	}
+	return false
+}
+
+// errNotKeyed is returned when a function that does not run on a keyed
+// stream asks for keyed state.
+var errNotKeyed = errors.New("keyed state is only available to functions on a keyed stream")
