@@ -38,9 +38,7 @@ type CoProcessFunction[A, B, OUT any] interface {
 // own copy of f, as with Process.
 func CoProcess[A, B, OUT any](c *ConnectedStreams[A, B], name string, f CoProcessFunction[A, B, OUT]) *DataStream[OUT] {
 	env := c.first.env
-	if isNil(f) {
-		env.fail(fmt.Errorf("co-process %q: the function is nil", name))
-	}
+	checkFunction(env, fmt.Sprintf("co-process %q", name), f)
 	factory := operators.NewCoProcess(func() operators.CoProcessor[A, B, OUT] {
 		fn := cloneFunction(f)
 		return &coProcessAdapter[A, B, OUT]{function: function[OUT]{fn: fn}, fn: fn}
@@ -108,9 +106,7 @@ type KeyedCoProcessFunction[K comparable, A, B, OUT any] interface {
 // timers work as in Process; each subtask runs its own copy of f.
 func KeyedCoProcess[A, B any, K comparable, OUT any](c *KeyedConnectedStreams[A, B, K], name string, f KeyedCoProcessFunction[K, A, B, OUT]) *DataStream[OUT] {
 	env := c.first.in.env
-	if isNil(f) {
-		env.fail(fmt.Errorf("keyed co-process %q: the function is nil", name))
-	}
+	checkKeyedFunction[K, OUT](env, fmt.Sprintf("keyed co-process %q", name), f)
 	factory := operators.NewKeyedCoProcess(c.first.keying, c.second.keying, func() operators.KeyedCoProcessor[K, A, B, OUT] {
 		fn := cloneFunction(f)
 		return &keyedCoProcessAdapter[K, A, B, OUT]{keyedFunction: newKeyedFunction[K, OUT](fn), fn: fn}

@@ -1,7 +1,6 @@
 package stream
 
 import (
-	"errors"
 	"fmt"
 	"reflect"
 
@@ -55,13 +54,15 @@ func (rc *RuntimeContext) Parallelism() int { return rc.op.Parallelism }
 func (rc *RuntimeContext) MaxParallelism() int { return rc.op.MaxParallelism }
 
 // Opener is implemented by functions that prepare before the first record,
-// typically by creating their keyed state. An error fails the job.
+// typically by creating their keyed state. Open runs once per subtask, on
+// that subtask's copy of the function; an error fails the job.
 type Opener interface {
 	Open(rc *RuntimeContext) error
 }
 
 // Closer is implemented by functions that release resources when their
-// operator stops, whether the job finished, failed or was canceled.
+// operator stops, whether the job finished, failed or was canceled. Each
+// subtask's copy is closed once, after Open, even if Open failed.
 type Closer interface {
 	Close() error
 }
@@ -167,9 +168,7 @@ func (t *TimerService) DeleteProcessingTimeTimer(ts int64) { t.t.DeleteProcessin
 // An error returned by f fails the job, naming the operator and the key.
 func Process[T any, K comparable, OUT any](k *KeyedStream[T, K], name string, f KeyedProcessFunction[K, T, OUT]) *DataStream[OUT] {
 	env := k.in.env
-	if isNil(f) {
-		env.fail(fmt.Errorf("keyed process %q: the function is nil", name))
-	}
+	checkKeyedFunction[K, OUT](env, fmt.Sprintf("keyed process %q", name), f)
 	factory := operators.NewKeyedProcess(k.keying, func() operators.KeyedProcessor[K, T, OUT] {
 		fn := cloneFunction(f)
 		return &keyedProcessAdapter[K, T, OUT]{keyedFunction: newKeyedFunction[K, OUT](fn), fn: fn}
@@ -219,9 +218,7 @@ func (c *Context[OUT]) CurrentProcessingTime() int64 { return c.s.CurrentProcess
 // that is not keyed. For keyed state and timers, KeyBy the stream and use
 // Process. Each subtask runs its own copy of f, as with Process.
 func ProcessUnkeyed[IN, OUT any](d *DataStream[IN], name string, f ProcessFunction[IN, OUT]) *DataStream[OUT] {
-	if isNil(f) {
-		d.env.fail(fmt.Errorf("process %q: the function is nil", name))
-	}
+	checkFunction(d.env, fmt.Sprintf("process %q", name), f)
 	factory := operators.NewProcess(func() operators.Processor[IN, OUT] {
 		fn := cloneFunction(f)
 		return &processAdapter[IN, OUT]{function: function[OUT]{fn: fn}, fn: fn}
@@ -325,6 +322,42 @@ func cloneFunction[F any](f F) F {
 	return c.Interface().(F)
 }
 
+// checkFunction records an error in env if f is nil, or if it has an Open
+// or Close method that does not match Opener or Closer and so would
+// silently never be called.
+func checkFunction(env *Environment, op string, f any) {
+	if isNil(f) {
+		env.fail(fmt.Errorf("%s: the function is nil", op))
+		return
+	}
+	_, ok := f.(Opener)
+	checkOptional(env, op, f, "Open", ok, "Open(rc *stream.RuntimeContext) error")
+	_, ok = f.(Closer)
+	checkOptional(env, op, f, "Close", ok, "Close() error")
+}
+
+// checkKeyedFunction is checkFunction for keyed functions, which may also
+// have an OnTimer method.
+func checkKeyedFunction[K comparable, OUT any](env *Environment, op string, f any) {
+	checkFunction(env, op, f)
+	if isNil(f) {
+		return
+	}
+	_, ok := f.(KeyedTimerHandler[K, OUT])
+	checkOptional(env, op, f, "OnTimer", ok, fmt.Sprintf(
+		"OnTimer(ctx *stream.KeyedContext[%s, %s], timestamp int64, domain stream.TimeDomain) error",
+		reflect.TypeFor[K](), reflect.TypeFor[OUT]()))
+}
+
+func checkOptional(env *Environment, op string, f any, method string, implements bool, signature string) {
+	if implements {
+		return
+	}
+	if _, ok := reflect.TypeOf(f).MethodByName(method); ok {
+		env.fail(fmt.Errorf("%s: %T has a method %s that would never be called: its signature must be %s", op, f, method, signature))
+	}
+}
+
 // isNil reports whether a function value is nil, also a nil pointer or func
 // inside an interface.
 func isNil(f any) bool {
@@ -337,7 +370,3 @@ func isNil(f any) bool {
 	}
 	return false
 }
-
-// errNotKeyed is returned when a function that does not run on a keyed
-// stream asks for keyed state.
-var errNotKeyed = errors.New("keyed state is only available to functions on a keyed stream")

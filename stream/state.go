@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/weirstream/weir/internal/state"
@@ -95,6 +96,10 @@ func AggregatingStateOf[IN, ACC, OUT any](rc *RuntimeContext, name string, agg A
 	}
 	return state.NewAggregatingState(b, name, agg)
 }
+
+// errNotKeyed is returned when a function that does not run on a keyed
+// stream asks for keyed state.
+var errNotKeyed = errors.New("keyed state is only available to functions on a keyed stream")
 
 // keyedBackend returns the keyed state backend, or an error that says how
 // to get one.

@@ -161,6 +161,7 @@ func (c *processCore[OUT]) setOutput(o any) { c.scope.out = o.(runtime.Output[OU
 func (c *processCore[OUT]) Open(ctx *runtime.OperatorContext) error {
 	c.scope.op = ctx
 	c.scope.wm = &c.wm
+	c.scope.ts, c.scope.outTs = runtime.NoTimestamp, runtime.NoTimestamp
 	c.opened = true
 	return c.open(&c.scope)
 }
@@ -344,6 +345,7 @@ func (c *keyedCore[K, OUT]) setOutput(o any) { c.scope.out = o.(runtime.Output[O
 func (c *keyedCore[K, OUT]) Open(ctx *runtime.OperatorContext) error {
 	c.scope.op = ctx
 	c.scope.wm = &c.wm
+	c.scope.ts, c.scope.outTs = runtime.NoTimestamp, runtime.NoTimestamp
 	c.maxP = ctx.MaxParallelism
 	c.scope.backend = ctx.NewKeyedBackend()
 	c.scope.timers = Timers{

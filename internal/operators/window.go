@@ -38,12 +38,16 @@ package operators
 //
 // Processing-time windows fire from processing-time callbacks: one is
 // registered for the earliest pending window and re-armed after it fires.
-// Allowed lateness does not apply to them (as in Flink). At the end of the
-// input every pending processing-time window fires: a bounded job keeps its
-// last, partial processing-time windows rather than dropping them (Flink
-// drops them unless its timers happen to fire before shutdown). Event-time
-// windows need no such rule: the final MaxWatermark arrives before the end
-// of the input and fires them all.
+// A window fires once the clock reaches its End (its last millisecond is
+// over, as Flink delays processing-time timers by 1 ms), so no record can
+// arrive for it afterwards. Allowed lateness does not apply to them (as in
+// Flink). At the end of the input every pending processing-time window
+// fires, as if the clock jumped ahead: a bounded job keeps its last, partial
+// processing-time windows rather than losing them when the job ends.
+// (Their results may follow the final watermark downstream, which is
+// harmless for processing-time results.) Event-time windows need no such
+// rule: the final MaxWatermark arrives before the end of the input and
+// fires them all; EndInput leaves them alone.
 
 import (
 	"bytes"
@@ -740,17 +744,21 @@ func (op *windowOp[T, K, ACC, OUT]) armProcessingTime() {
 		}
 	}
 	op.armed = append(op.armed, next)
-	op.ctx.ProcessingTime.Register(next, func(now int64) { op.onProcessingTime(next, now) })
+	// Fire once the clock has passed the due millisecond, as Flink delays
+	// processing-time timers by 1 ms: a record processed during a window's
+	// last millisecond still belongs to it, so the window must not fire
+	// before that millisecond is over.
+	op.ctx.ProcessingTime.Register(addSat(next, 1), func(now int64) { op.onProcessingTime(next, now) })
 }
 
-func (op *windowOp[T, K, ACC, OUT]) onProcessingTime(registered, now int64) {
-	if i := slices.Index(op.armed, registered); i >= 0 {
+func (op *windowOp[T, K, ACC, OUT]) onProcessingTime(due, now int64) {
+	if i := slices.Index(op.armed, due); i >= 0 {
 		op.armed = slices.Delete(op.armed, i, i+1)
 	}
 	if op.ended {
 		return
 	}
-	op.advance(now)
+	op.advance(now - 1) // the milliseconds before now are over
 	op.armProcessingTime()
 }
 

@@ -682,9 +682,14 @@ func TestProcessingTimeTumbling(t *testing.T) {
 		t.Fatalf("before the window ends: got %v", got)
 	}
 	h.clock.advance(1009)
-	want := []wres{{"a", 1000, 1010, 2, 3, 1009}, {"b", 1000, 1010, 1, 4, 1009}}
+	h.element(wev{"a", 0, 32}, 0) // the window's last millisecond is not over
+	if got := h.out.take(); len(got) != 0 {
+		t.Fatalf("at 1009: got %v", got)
+	}
+	h.clock.advance(1010)
+	want := []wres{{"a", 1000, 1010, 3, 35, 1009}, {"b", 1000, 1010, 1, 4, 1009}}
 	if got := sortedResults(h.out.take()); !slices.Equal(got, want) {
-		t.Fatalf("at 1009: got %v, want %v", got, want)
+		t.Fatalf("at 1010: got %v, want %v", got, want)
 	}
 	h.clock.advance(1012)
 	h.element(wev{"a", 0, 8}, 0)
@@ -727,14 +732,18 @@ func TestProcessingTimeSlidingAndSessions(t *testing.T) {
 		h.clock.advance(6)
 		h.element(counted(wev{"a", 0, 2}), 0) // [0,16)
 		h.element(counted(wev{"b", 0, 4}), 0) // [6,16)
-		h.clock.advance(9)                    // a's first timer finds the session grown
+		h.clock.advance(10)                   // a's first timer finds the session grown
 		if got := h.out.take(); len(got) != 0 {
-			t.Fatalf("at 9: got %v", got)
+			t.Fatalf("at 10: got %v", got)
 		}
 		h.clock.advance(15)
+		if got := h.out.take(); len(got) != 0 {
+			t.Fatalf("at 15: got %v", got)
+		}
+		h.clock.advance(16)
 		want := []wres{{"a", 0, 16, 2, 3, 15}, {"b", 6, 16, 1, 4, 15}}
 		if got := sortedResults(h.out.take()); !slices.Equal(got, want) {
-			t.Fatalf("at 15: got %v, want %v", got, want)
+			t.Fatalf("at 16: got %v, want %v", got, want)
 		}
 		h.clock.advance(20)
 		h.element(counted(wev{"a", 0, 8}), 0)
