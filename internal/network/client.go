@@ -2,7 +2,6 @@ package network
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -80,19 +79,28 @@ func NewClient(opts Options) *Client {
 // consumer does not register the channel within its RegistrationTimeout,
 // Write fails with ErrRegistrationTimeout.
 func (c *Client) OpenOutput(ctx context.Context, addr string, id ChannelID) (*Output, error) {
-	cc, err := c.connFor(addr)
-	if err != nil {
-		return nil, fmt.Errorf("weir network: opening channel %v to %s: %w", id, addr, err)
+	for retried := false; ; retried = true {
+		cc, err := c.connFor(addr)
+		if err != nil {
+			return nil, fmt.Errorf("weir network: opening channel %v to %s: %w", id, addr, err)
+		}
+		select {
+		case <-cc.ready:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("weir network: opening channel %v to %s: waiting for the connection: %w", id, addr, ctx.Err())
+		}
+		if cc.connectErr != nil {
+			return nil, fmt.Errorf("weir network: opening channel %v to %s: %w", id, addr, cc.connectErr)
+		}
+		o, ended, err := cc.open(id)
+		if ended && !retried {
+			// The cached connection had died (say the consumer restarted
+			// at the same address): forget it and dial once more.
+			c.forget(cc)
+			continue
+		}
+		return o, err
 	}
-	select {
-	case <-cc.ready:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("weir network: opening channel %v to %s: waiting for the connection: %w", id, addr, ctx.Err())
-	}
-	if cc.connectErr != nil {
-		return nil, fmt.Errorf("weir network: opening channel %v to %s: %w", id, addr, cc.connectErr)
-	}
-	return cc.open(id)
 }
 
 // Close closes every connection after flushing what was already written
@@ -150,9 +158,33 @@ func (c *Client) forget(cc *clientConn) {
 	}
 }
 
+// shutdown closes the connection gracefully for Client.Close. Outputs fail
+// at once; the flush and the goodbye follow on the writer goroutine.
 func (cc *clientConn) shutdown() {
-	if cc.connectErr == nil {
-		cc.link.closeGracefully(fmt.Errorf("%w: client is shutting down", ErrClosed), codeShutdown, "producer is shutting down")
+	if cc.connectErr != nil {
+		return
+	}
+	reason := fmt.Errorf("%w: client is shutting down", ErrClosed)
+	cc.link.closeGracefully(reason, codeShutdown, "producer is shutting down")
+	cc.failOutputs(reason)
+}
+
+// failOutputs fails every open Output of the connection with reason and
+// refuses new ones.
+func (cc *clientConn) failOutputs(reason error) {
+	cc.mu.Lock()
+	if cc.mu.err == nil {
+		cc.mu.err = reason
+	}
+	outs := make([]*Output, 0, len(cc.mu.streams))
+	for _, o := range cc.mu.streams {
+		outs = append(outs, o)
+	}
+	clear(cc.mu.streams)
+	clear(cc.mu.byID)
+	cc.mu.Unlock()
+	for _, o := range outs {
+		o.fail(fmt.Errorf("weir network: channel %v to consumer %s: %w", o.id, cc.addr, reason))
 	}
 }
 
@@ -176,23 +208,12 @@ func (cc *clientConn) run() {
 	}
 
 	err := cc.readLoop()
-	if errors.Is(err, ErrProtocol) && !errors.Is(err, errPeerGoodbye) {
-		cc.link.closeGracefully(err, codeProtocol, err.Error())
+	if isLocalProtocolError(err) {
+		cc.link.closeGracefully(err, codeProtocol, protocolDetail(err))
 	}
 	reason := cc.link.finish(err)
 	c.forget(cc)
-	cc.mu.Lock()
-	cc.mu.err = reason
-	outs := make([]*Output, 0, len(cc.mu.streams))
-	for _, o := range cc.mu.streams {
-		outs = append(outs, o)
-	}
-	clear(cc.mu.streams)
-	clear(cc.mu.byID)
-	cc.mu.Unlock()
-	for _, o := range outs {
-		o.fail(fmt.Errorf("weir network: channel %v to consumer %s: %w", o.id, cc.addr, reason))
-	}
+	cc.failOutputs(reason)
 	cc.link.linger()
 }
 
@@ -244,20 +265,22 @@ func (cc *clientConn) connect() error {
 	return nil
 }
 
-func (cc *clientConn) open(id ChannelID) (*Output, error) {
+// open opens a stream for id. ended reports that the connection had already
+// ended, so the caller may retry on a new one.
+func (cc *clientConn) open(id ChannelID) (o *Output, ended bool, err error) {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
 	if err := cc.mu.err; err != nil {
-		return nil, fmt.Errorf("weir network: opening channel %v to %s: %w", id, cc.addr, err)
+		return nil, true, fmt.Errorf("weir network: opening channel %v to %s: %w", id, cc.addr, err)
 	}
 	if _, dup := cc.mu.byID[id]; dup {
-		return nil, fmt.Errorf("weir network: channel %v to %s is already open in this process: %w", id, cc.addr, ErrDuplicateChannel)
+		return nil, false, fmt.Errorf("weir network: channel %v to %s is already open in this process: %w", id, cc.addr, ErrDuplicateChannel)
 	}
 	if cc.mu.nextID == ^uint32(0) {
-		return nil, fmt.Errorf("weir network: opening channel %v to %s: the connection has used all stream ids; %w", id, cc.addr, ErrConnectionLost)
+		return nil, false, fmt.Errorf("weir network: opening channel %v to %s: the connection has used all stream ids; %w", id, cc.addr, ErrConnectionLost)
 	}
 	cc.mu.nextID++
-	o := &Output{
+	o = &Output{
 		conn:   cc,
 		id:     id,
 		stream: cc.mu.nextID,
@@ -266,11 +289,11 @@ func (cc *clientConn) open(id ChannelID) (*Output, error) {
 	}
 	// Queued under cc.mu, so OPEN frames leave in stream-id order.
 	if err := cc.link.w.appendControl(func(b []byte) []byte { return appendOpenFrame(b, o.stream, id) }); err != nil {
-		return nil, fmt.Errorf("weir network: opening channel %v to %s: %w", id, cc.addr, err)
+		return nil, true, fmt.Errorf("weir network: opening channel %v to %s: %w", id, cc.addr, err)
 	}
 	cc.mu.streams[o.stream] = o
 	cc.mu.byID[id] = o
-	return o, nil
+	return o, false, nil
 }
 
 func (cc *clientConn) readLoop() error {
@@ -304,11 +327,10 @@ func (cc *clientConn) readLoop() error {
 			if err != nil {
 				return err
 			}
-			rerr := decodeError(body).err()
 			if h.stream == 0 {
-				return fmt.Errorf("%w: consumer %s: %w", errPeerGoodbye, cc.addr, rerr)
+				return decodeError(body).goodbye("consumer " + cc.addr)
 			}
-			cc.streamRejected(h.stream, rerr)
+			cc.streamRejected(h.stream, decodeError(body).err())
 		default:
 			return protocolErrorf("consumer sent frame type %d, which only a producer sends", h.typ)
 		}

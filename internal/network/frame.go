@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -52,6 +54,10 @@ func readHello(r io.Reader, want byte) (hello, error) {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			return hello{}, fmt.Errorf("%w: peer closed the connection after sending %d of %d handshake bytes %q",
 				ErrHandshake, n, handshakeSize, b[:n])
+		}
+		if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+			return hello{}, fmt.Errorf("%w: peer sent %d of %d handshake bytes before the connect timeout; check that the address is a worker's data-plane port: %w",
+				ErrHandshake, n, handshakeSize, err)
 		}
 		return hello{}, fmt.Errorf("%w: reading handshake (%d of %d bytes received): %w", ErrHandshake, n, handshakeSize, err)
 	}
@@ -267,8 +273,8 @@ func decodeError(body []byte) remoteError {
 	return remoteError{code: binary.BigEndian.Uint16(body), msg: string(body[2:])}
 }
 
-// err turns the peer's ERROR frame into an error that wraps the sentinel for
-// its code, so that callers can classify it with errors.Is.
+// err turns the peer's ERROR frame for one stream into an error that wraps
+// the sentinel for its code, so that callers can classify it with errors.Is.
 func (e remoteError) err() error {
 	var sentinel error
 	switch e.code {
@@ -287,7 +293,42 @@ func (e remoteError) err() error {
 	default:
 		sentinel = ErrRemote
 	}
-	return fmt.Errorf("%w: peer says: %s", sentinel, e.msg)
+	return fmt.Errorf("%w: %s", sentinel, e.msg)
+}
+
+// goodbye turns the peer's connection-level ERROR frame into the reason the
+// connection ended. It always wraps ErrConnectionLost, and also ErrProtocol
+// when the peer refused our frames.
+func (e remoteError) goodbye(peer string) error {
+	var err error
+	switch e.code {
+	case codeShutdown:
+		err = fmt.Errorf("%w: %s", ErrConnectionLost, e.msg)
+	case codeProtocol:
+		err = fmt.Errorf("%w: %s closed the connection after a %w: %s", ErrConnectionLost, peer, ErrProtocol, e.msg)
+	default:
+		err = fmt.Errorf("%w: %s closed the connection with error code %d: %s", ErrConnectionLost, peer, e.code, e.msg)
+	}
+	return &peerGoodbye{err}
+}
+
+// peerGoodbye is an error the peer sent before closing the connection; it
+// explains the end better than the EOF that follows it.
+type peerGoodbye struct{ err error }
+
+func (g *peerGoodbye) Error() string { return g.err.Error() }
+func (g *peerGoodbye) Unwrap() error { return g.err }
+
+// isLocalProtocolError reports whether err is a protocol violation this end
+// detected, as opposed to one the peer reported.
+func isLocalProtocolError(err error) bool {
+	var g *peerGoodbye
+	return errors.Is(err, ErrProtocol) && !errors.As(err, &g)
+}
+
+// protocolDetail is what we tell the peer about its protocol violation.
+func protocolDetail(err error) string {
+	return strings.TrimPrefix(err.Error(), ErrProtocol.Error()+": ")
 }
 
 // readBody reads a control frame's body (at most maxErrorBody bytes) into

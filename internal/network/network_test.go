@@ -826,3 +826,119 @@ func TestNoGoroutinesLeftAfterClose(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestReconnectAfterConsumerRestart(t *testing.T) {
+	s1, err := Listen("127.0.0.1:0", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := s1.Addr()
+	c := startClient(t, Options{})
+	ctx := testCtx(t)
+	id := testID(1, 20, 0, 0)
+	r1 := newRecorder(false)
+	register(t, s1, id, 2, r1)
+	out, err := c.OpenOutput(ctx, addr, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Write(ctx, 1, []byte("one")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s1.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The consumer process comes back on the same address for attempt 2.
+	s2, err := Listen(addr, Options{})
+	if err != nil {
+		t.Skipf("cannot listen on %s again: %v", addr, err)
+	}
+	defer s2.Close()
+	id.Attempt = 2
+	r2 := newRecorder(false)
+	register(t, s2, id, 2, r2)
+	out2, err := c.OpenOutput(ctx, addr, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := out2.Write(ctx, 1, []byte("two")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "delivery to the restarted consumer", func() bool { return r2.count() == 1 })
+}
+
+// closeWithin runs close and fails the test if it takes longer than limit:
+// a stuck peer must not hang shutdown beyond the close timeout.
+func closeWithin(t *testing.T, limit time.Duration, close func() error) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(limit):
+		t.Fatalf("Close did not return within %v", limit)
+		<-done
+	}
+}
+
+func TestServerCloseIsBoundedWithStuckProducer(t *testing.T) {
+	s, err := Listen("127.0.0.1:0", Options{CloseTimeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Handshakes, then never reads and never closes.
+	p := dialRawProducer(t, s.Addr())
+	p.send(appendOpenFrame(nil, 1, testID(0, 21, 0, 0)))
+	eventually(t, "the server to hold the stream", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.mu.waiting) == 1
+	})
+	closeWithin(t, 5*time.Second, s.Close)
+}
+
+func TestClientCloseIsBoundedWithStuckConsumer(t *testing.T) {
+	stuck := make(chan struct{})
+	ln := startRawListener(t, func(nc net.Conn) {
+		p := newRawPeer(t, nc)
+		p.send(appendHello(nil, hello{version: ProtocolVersion, role: roleConsumer, maxFrameSize: defaultMaxFrameSize}))
+		if _, err := readHello(p.br, roleProducer); err != nil {
+			return
+		}
+		h, _ := p.readFrame()
+		p.send(appendCreditFrame(nil, h.stream, 1<<30))
+		<-stuck // never reads again, never closes until the test ends
+	})
+	defer close(stuck)
+	c := NewClient(Options{CloseTimeout: 50 * time.Millisecond})
+	ctx := testCtx(t)
+	out, err := c.OpenOutput(ctx, ln.addr(), testID(0, 22, 0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Write until the socket and the write queue are full and Write blocks.
+	writeErr := make(chan error, 1)
+	go func() {
+		payload := make([]byte, 64<<10)
+		for {
+			if err := out.Write(ctx, 1, payload); err != nil {
+				writeErr <- err
+				return
+			}
+		}
+	}()
+	w := out.conn.link.w
+	eventually(t, "Write to wait for queue space", func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return w.mu.space != nil
+	})
+	closeWithin(t, 5*time.Second, c.Close)
+	if err := <-writeErr; !errors.Is(err, ErrClosed) {
+		t.Fatalf("blocked Write returned %v, want ErrClosed", err)
+	}
+}

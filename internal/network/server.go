@@ -171,8 +171,7 @@ func (s *Server) RegisterInput(id ChannelID, credits int, deliver func(kind uint
 			s.bindLocked(st, in)
 		case st.id.Attempt < id.Attempt:
 			s.rejectLocked(st, codeStaleAttempt, fmt.Sprintf(
-				"channel %v belongs to attempt %d, but consumer %s registered attempt %d; the producer is from a restarted attempt and must stop",
-				st.id, st.id.Attempt, s.addr, id.Attempt))
+				"the consumer registered attempt %d; attempt %d was restarted and its producer must stop", id.Attempt, st.id.Attempt))
 		}
 	}
 	return func() { s.unregister(in) }, nil
@@ -187,8 +186,7 @@ func (s *Server) unregister(in *inputChannel) {
 		delete(s.mu.inputs, key)
 	}
 	if in.state.Swap(chanUnregistered) == chanActive {
-		s.rejectLocked(in.stream.Load(), codeUnregistered, fmt.Sprintf(
-			"consumer %s unregistered channel %v", s.addr, in.id))
+		s.rejectLocked(in.stream.Load(), codeUnregistered, "the consuming task stopped reading it (cancelled, failed or finished)")
 	}
 }
 
@@ -297,11 +295,15 @@ func (c *serverConn) serve() {
 	err := c.handshake()
 	if err == nil {
 		err = c.readLoop()
-		if errors.Is(err, ErrProtocol) && !errors.Is(err, errPeerGoodbye) {
-			c.closeGracefully(err, codeProtocol, err.Error())
+		if isLocalProtocolError(err) {
+			c.closeGracefully(err, codeProtocol, protocolDetail(err))
 		}
 	} else {
-		c.server.opts.Logger.Warn("weir network: rejected data-plane connection", "addr", c.server.addr, "peer", c.remote, "err", err)
+		select {
+		case <-c.server.done: // closed by Server.Close, not the peer's fault
+		default:
+			c.server.opts.Logger.Warn("weir network: rejected data-plane connection", "addr", c.server.addr, "peer", c.remote, "err", err)
+		}
 		// Flush our hello, so that a Weir peer of another version can say
 		// which versions differ.
 		c.closeGracefully(err, 0, "")
@@ -317,11 +319,11 @@ func (c *serverConn) handshake() error {
 	}); err != nil {
 		return err
 	}
-	_ = c.netConn.SetReadDeadline(time.Now().Add(s.opts.ConnectTimeout))
+	_ = c.setReadDeadline(time.Now().Add(s.opts.ConnectTimeout))
 	if _, err := readHello(c.br, roleProducer); err != nil {
 		return fmt.Errorf("handshake with producer %s: %w", c.remote, err)
 	}
-	return c.netConn.SetReadDeadline(time.Time{})
+	return c.setReadDeadline(time.Time{})
 }
 
 func (c *serverConn) readLoop() error {
@@ -355,7 +357,7 @@ func (c *serverConn) readLoop() error {
 			if h.stream != 0 {
 				return protocolErrorf("producer sent an ERROR frame for stream %d; producers send only connection-level errors", h.stream)
 			}
-			return fmt.Errorf("%w: producer %s: %w", errPeerGoodbye, c.remote, decodeError(body).err())
+			return decodeError(body).goodbye("producer " + c.remote)
 		default: // CREDIT
 			return protocolErrorf("producer sent frame type %d, which only a consumer sends", h.typ)
 		}
@@ -448,39 +450,34 @@ func (s *Server) openStream(st *inStream) {
 		if in.state.Load() == chanWaiting {
 			s.bindLocked(st, in)
 		} else {
-			s.rejectLocked(st, codeDuplicate, fmt.Sprintf(
-				"channel %v was already opened by another producer connection on consumer %s (it has ended or is in use); a producer may open a channel once per attempt",
-				st.id, s.addr))
+			s.rejectLocked(st, codeDuplicate,
+				"another producer connection already opened the channel (it is in use or has ended); a channel is opened once per attempt")
 		}
 		return
 	}
 	for _, in := range s.mu.inputs[key] {
 		if in.id.Attempt > st.id.Attempt {
 			s.rejectLocked(st, codeStaleAttempt, fmt.Sprintf(
-				"channel %v belongs to attempt %d, but consumer %s registered attempt %d; the producer is from a restarted attempt and must stop",
-				st.id, st.id.Attempt, s.addr, in.id.Attempt))
+				"the consumer registered attempt %d; attempt %d was restarted and its producer must stop", in.id.Attempt, st.id.Attempt))
 			return
 		}
 	}
 	for _, other := range s.mu.waiting[key] {
 		if other.id == st.id {
 			s.rejectLocked(st, codeDuplicate, fmt.Sprintf(
-				"channel %v is already opened by another producer connection (%s) on consumer %s",
-				st.id, other.conn.remote, s.addr))
+				"producer connection %s already opened the channel; a channel is opened once per attempt", other.conn.remote))
 			return
 		}
 		if other.id.Attempt > st.id.Attempt {
 			s.rejectLocked(st, codeStaleAttempt, fmt.Sprintf(
-				"channel %v belongs to attempt %d, but a producer of attempt %d has opened it; the producer is from a restarted attempt and must stop",
-				st.id, st.id.Attempt, other.id.Attempt))
+				"a producer of attempt %d opened the channel; attempt %d was restarted and its producer must stop", other.id.Attempt, st.id.Attempt))
 			return
 		}
 	}
 	for _, other := range slices.Clone(s.mu.waiting[key]) {
 		// A newer attempt supersedes older producers that are still waiting.
 		s.rejectLocked(other, codeStaleAttempt, fmt.Sprintf(
-			"channel %v belongs to attempt %d, but a producer of attempt %d has opened it; the producer is from a restarted attempt and must stop",
-			other.id, other.id.Attempt, st.id.Attempt))
+			"a producer of attempt %d opened the channel; attempt %d was restarted and its producer must stop", st.id.Attempt, other.id.Attempt))
 	}
 	st.waiting = true
 	st.timer = time.AfterFunc(s.opts.RegistrationTimeout, func() { s.expire(st) })
@@ -494,8 +491,8 @@ func (s *Server) expire(st *inStream) {
 		return
 	}
 	s.rejectLocked(st, codeRegistrationTimeout, fmt.Sprintf(
-		"consumer %s did not register channel %v within %v of the producer opening it; check that the consuming task was deployed to that worker, or raise the registration timeout",
-		s.addr, st.id, s.opts.RegistrationTimeout))
+		"not registered within %v of the producer opening it; check that the consuming task was deployed to that worker, or raise the registration timeout",
+		s.opts.RegistrationTimeout))
 }
 
 // unwaitLocked removes st from the waiting set, if it is there.

@@ -271,9 +271,6 @@ func (l *link) closeGracefully(reason error, code uint16, msg string) {
 	if code != 0 {
 		_ = l.w.appendControl(func(b []byte) []byte { return appendErrorFrame(b, 0, code, msg) })
 	}
-	deadline := time.Now().Add(l.closeTimeout)
-	_ = l.netConn.SetWriteDeadline(deadline)
-	_ = l.netConn.SetReadDeadline(deadline)
 	l.w.close(reason, true)
 }
 
@@ -284,7 +281,23 @@ func (l *link) setReason(reason error, graceful bool) bool {
 		return false
 	}
 	l.reason, l.graceful = reason, graceful
+	if graceful {
+		deadline := time.Now().Add(l.closeTimeout)
+		_ = l.netConn.SetWriteDeadline(deadline)
+		_ = l.netConn.SetReadDeadline(deadline)
+	}
 	return true
+}
+
+// setReadDeadline sets the read deadline unless the connection is ending,
+// so that it never extends or clears the bound of a graceful close.
+func (l *link) setReadDeadline(t time.Time) error {
+	l.reasonMu.Lock()
+	defer l.reasonMu.Unlock()
+	if l.reason != nil {
+		return nil
+	}
+	return l.netConn.SetReadDeadline(t)
 }
 
 // finish is called by the reader goroutine when its loop ends with readErr.
@@ -293,8 +306,9 @@ func (l *link) setReason(reason error, graceful bool) bool {
 // linger.
 func (l *link) finish(readErr error) error {
 	var reason error
+	var goodbye *peerGoodbye
 	switch {
-	case errors.Is(readErr, errPeerGoodbye), errors.Is(readErr, ErrProtocol):
+	case errors.As(readErr, &goodbye), errors.Is(readErr, ErrProtocol):
 		reason = readErr
 	case errors.Is(readErr, io.EOF):
 		reason = fmt.Errorf("%w: %s closed the connection", ErrConnectionLost, l.remote)
@@ -320,7 +334,3 @@ func (l *link) linger() {
 	}
 	_ = l.netConn.Close()
 }
-
-// errPeerGoodbye marks an error built from the peer's connection-level ERROR
-// frame, which explains the end better than the EOF that follows it.
-var errPeerGoodbye = errors.New("peer ended the connection")
