@@ -87,9 +87,9 @@ func Translate(g *graph.Graph, s Settings) (*pb.JobGraph, error) {
 			continue
 		}
 		for i, in := range n.Inputs {
-			members := expand(g, in.Node)
-			for _, from := range members {
-				part := in.Partitioning
+			members := expand(g, in.Node, in.Partitioning)
+			for _, m := range members {
+				from, part := m.node, m.part
 				if part == graph.Default {
 					if par[from] == par[n.ID] {
 						part = graph.Forward
@@ -210,15 +210,28 @@ func Translate(g *graph.Graph, s Settings) (*pb.JobGraph, error) {
 	return jg, nil
 }
 
-// expand resolves virtual (union) nodes to the operators they combine.
-func expand(g *graph.Graph, id int) []int {
+// member is one operator behind a (possibly virtual) input, with the
+// partitioning of its edge to the consumer.
+type member struct {
+	node int
+	part graph.Partitioning
+}
+
+// expand resolves virtual (union) nodes to the operators they combine. The
+// partitioning closest to the consumer that is not Default wins, as in
+// Flink: a.Rebalance().Union(b) rebalances a's records into the consumer.
+func expand(g *graph.Graph, id int, part graph.Partitioning) []member {
 	n := g.Nodes[id]
 	if !n.Virtual {
-		return []int{id}
+		return []member{{id, part}}
 	}
-	var out []int
+	var out []member
 	for _, in := range n.Inputs {
-		out = append(out, expand(g, in.Node)...)
+		p := part
+		if p == graph.Default {
+			p = in.Partitioning
+		}
+		out = append(out, expand(g, in.Node, p)...)
 	}
 	return out
 }

@@ -338,7 +338,12 @@ func newTask(ctx context.Context, job *Job, v *pb.JobVertex, subtask int, opts *
 		t.ops = append(t.ops, &opNode{inst: inst, name: op.Name, uid: op.Uid, remaining: len(inst.Inputs)})
 	}
 	t.live = len(t.ops)
-	if src, ok := t.ops[0].inst.Op.(sourceStepper); ok && v.IsSource {
+	if v.IsSource {
+		src, ok := t.ops[0].inst.Op.(sourceStepper)
+		if !ok {
+			return nil, fmt.Errorf("operator %q is marked as a source but has no source driver (Step/Finish); "+
+				"create sources with stream.FromSource", v.Operators[0].Name)
+		}
 		t.source = src
 	}
 	return t, nil

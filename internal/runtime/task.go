@@ -249,6 +249,21 @@ func (t *task) finishOp(op int) {
 	}
 }
 
+// updateIdle marks the task's outputs idle when every open input channel is
+// idle, so idleness travels past task boundaries (a source task manages its
+// own status through its operators).
+func (t *task) updateIdle() {
+	if t.source != nil {
+		return
+	}
+	anyIdle, anyActive := false, false
+	for _, v := range t.valves {
+		i, a := v.idleState()
+		anyIdle, anyActive = anyIdle || i, anyActive || a
+	}
+	t.setIdle(anyIdle && !anyActive)
+}
+
 func (t *task) setIdle(idle bool) {
 	if t.idle == idle {
 		return
@@ -415,13 +430,41 @@ func (v *valve) watermark(ch int, wm int64) {
 		return
 	}
 	v.wm[ch] = wm
-	v.idle[ch] = false
+	if v.idle[ch] {
+		v.idle[ch] = false
+		v.t.updateIdle() // active again before the watermark goes on
+	}
 	v.advance()
 }
 
 func (v *valve) setIdle(ch int, idle bool) {
+	if v.idle[ch] == idle {
+		return
+	}
 	v.idle[ch] = idle
+	if idle {
+		// Release what the active channels allow, then tell consumers.
+		v.advance()
+		v.t.updateIdle()
+		return
+	}
+	v.t.updateIdle()
 	v.advance()
+}
+
+// idleState reports whether the valve has idle and active open channels.
+func (v *valve) idleState() (anyIdle, anyActive bool) {
+	for i := range v.idle {
+		if v.ended[i] {
+			continue
+		}
+		if v.idle[i] {
+			anyIdle = true
+		} else {
+			anyActive = true
+		}
+	}
+	return anyIdle, anyActive
 }
 
 func (v *valve) end(ch int) {
@@ -437,20 +480,35 @@ func (v *valve) end(ch int) {
 	v.advance()
 }
 
-// advance forwards the minimum watermark of the active channels.
+// advance forwards the minimum watermark of the active channels; when every
+// open channel is idle it releases the highest of them, as Flink's
+// StatusWatermarkValve does, so the order channels go idle in does not matter.
 func (v *valve) advance() {
 	low := MaxWatermark
-	any := false
+	active := false
 	for i, w := range v.wm {
 		if v.ended[i] || v.idle[i] {
 			continue
 		}
-		any = true
+		active = true
 		if w < low {
 			low = w
 		}
 	}
-	if !any || low <= v.current {
+	if !active {
+		low = MinWatermark
+		open := false
+		for i, w := range v.wm {
+			if !v.ended[i] {
+				open = true
+				low = max(low, w)
+			}
+		}
+		if !open {
+			return
+		}
+	}
+	if low <= v.current {
 		return
 	}
 	v.current = low
