@@ -8,7 +8,8 @@
 // numbers, bools, strings, []byte, byte arrays and time.Time ("flat" types)
 // run through a single loop over precomputed field offsets, encode without
 // allocating, and decode with one allocation per non-empty string or []byte.
-// Unexported fields are encoded like exported ones.
+// Unexported fields are encoded like exported ones. Codecs are safe for
+// concurrent use.
 //
 // The encoding is deterministic: equal values give equal bytes, in every
 // process and on every run, because encoded keys are hashed (Hash64) to choose
@@ -85,6 +86,16 @@
 //	                 separators. Embedded fields are fields like any other.
 //	named types      encoded as their underlying type, unless they have
 //	                 BinaryMarshaler methods.
+//
+// For example, with type Bid struct { Auction, Bidder, Price int64; Channel,
+// URL string; DateTime int64; Extra string },
+//
+//	Bid{Auction: 1, Bidder: -1, Price: 300, Channel: "ch", DateTime: 1 << 40, Extra: "x"}
+//
+// encodes as
+//
+//	02  01  d804  02 6368  00  808080808040  01 78
+//	 1  -1   300  "ch"     ""         2^40   "x"
 //
 // Batches (AppendBatch, DecodeBatch) carry records with their timestamps:
 //

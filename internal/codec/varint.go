@@ -1,7 +1,5 @@
 package codec
 
-import "slices"
-
 // varintStatus says why a varint could not be read; the caller turns it into
 // a DecodeError with the field path it knows.
 type varintStatus uint8
@@ -22,12 +20,16 @@ func appendUvarint(dst []byte, v uint64) []byte {
 	return appendUvarintLong(dst, v)
 }
 
-// appendUvarintLong grows dst once and then writes without per-byte
-// capacity checks.
+// appendUvarintLong writes without per-byte capacity checks when dst has
+// room for the longest varint, as it usually has.
 func appendUvarintLong(dst []byte, v uint64) []byte {
 	n := len(dst)
 	if cap(dst)-n < maxVarintLen {
-		dst = slices.Grow(dst, maxVarintLen)
+		for v >= 0x80 {
+			dst = append(dst, byte(v)|0x80)
+			v >>= 7
+		}
+		return append(dst, byte(v))
 	}
 	b := dst[n : n+maxVarintLen]
 	i := 0
