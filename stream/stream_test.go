@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -159,12 +158,10 @@ func TestPanicNamesOperator(t *testing.T) {
 	d := stream.Map(m, "divide", func(x int) int { return 10 / x })
 	stream.SinkTo(d, "out", connector.Sink[int](&collectSink[int]{}))
 	err := env.Execute("panics")
-	var target interface{ Error() string }
 	if err == nil || !strings.Contains(err.Error(), `operator "divide"`) || !strings.Contains(err.Error(), "divide by zero") {
 		t.Fatalf("want an error naming operator divide, got %v", err)
 	}
 	t.Log(err)
-	_ = target
 	if errors.Is(err, stream.ErrJobCanceled) {
 		t.Fatal("a failure must not look like a cancellation")
 	}
@@ -210,5 +207,3 @@ func (endless) Read(out connector.SourceOutput[int]) (connector.ReadStatus, erro
 	return connector.MoreAvailable, nil
 }
 func (endless) Close() error { return nil }
-
-var _ = slices.Sort[[]int]

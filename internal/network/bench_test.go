@@ -12,7 +12,7 @@ import (
 // into a queue sized by the credits, and a task goroutine releases each
 // buffer after looking at it.
 //
-//	go test -run XXX -bench Throughput -benchtime 3s ./internal/network/
+//	go test -run '^$' -bench Throughput -benchtime 3s ./internal/network/
 func BenchmarkThroughput(b *testing.B) {
 	for _, bc := range []struct {
 		size, credits int

@@ -308,10 +308,10 @@ func (t *task) panicError(r any, cur int) error {
 	case canceledPanic:
 		return ErrCanceled
 	case failure:
-		return t.opError(t.culprit(cur, ""), p.err)
+		return t.opError(t.culprit(cur), p.err)
 	}
 	stack := string(debug.Stack())
-	i := t.culprit(cur, stack)
+	i := t.culprit(cur)
 	return &OperatorError{
 		Operator: t.ops[i].name, UID: t.ops[i].uid, Subtask: t.subtask, Parallel: t.parallelism,
 		Panic: true, Err: fmt.Errorf("%v\n%s", r, userFrames(stack)),
@@ -319,7 +319,7 @@ func (t *task) panicError(r any, cur int) error {
 }
 
 // culprit picks the operator to blame: the one being driven, else the head.
-func (t *task) culprit(cur int, _ string) int {
+func (t *task) culprit(cur int) int {
 	if cur >= 0 {
 		return cur
 	}

@@ -25,13 +25,7 @@ func TypeOf[T any]() TypeInfo { return typeInfo[T]{} }
 
 type typeInfo[T any] struct{}
 
-func (typeInfo[T]) Name() string {
-	t := reflect.TypeFor[T]()
-	if t.PkgPath() == "" || t.Name() == "" {
-		return t.String()
-	}
-	return t.String()
-}
+func (typeInfo[T]) Name() string { return reflect.TypeFor[T]().String() }
 
 type fanout[T any] []Output[T]
 
