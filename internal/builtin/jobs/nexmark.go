@@ -107,7 +107,7 @@ func (r *nexmarkReader) Read(out connector.SourceOutput[nexmark.Event]) (connect
 			return connector.EndOfInput, nil
 		}
 		r.gen.Next(&r.e)
-		out.CollectWithTimestamp(r.e, r.e.Bid.DateTime)
+		out.CollectWithTimestamp(r.e, r.e.Timestamp())
 	}
 	return connector.MoreAvailable, nil
 }
