@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/weirstream/weir/internal/keygroup"
+	"github.com/weirstream/weir/internal/network"
 	pb "github.com/weirstream/weir/internal/pb/jobgraphpb"
 	"github.com/weirstream/weir/internal/state"
 )
@@ -31,6 +32,10 @@ type Options struct {
 	BufferTimeout time.Duration
 	// NewKeyedBackend creates the keyed state backend of one subtask.
 	NewKeyedBackend func(r keygroup.Range) state.Backend
+	// Placement, if set, makes this executor run only its share of the
+	// subtasks and exchange data with the executors of the others over the
+	// network. Nil runs every subtask here.
+	Placement *Placement
 }
 
 func (o *Options) defaults() {
@@ -45,11 +50,15 @@ func (o *Options) defaults() {
 	}
 }
 
-// Execute runs every subtask of job in this process until the job finishes,
-// fails or ctx is canceled. The first task failure cancels the others and is
-// returned; cancellation returns ErrCanceled.
+// Execute runs every subtask of job in this process (or, with a Placement,
+// this process's share of them) until the job finishes, fails or ctx is
+// canceled. The first task failure cancels the others and is returned;
+// cancellation returns ErrCanceled.
 func Execute(ctx context.Context, job *Job, opts Options) error {
 	opts.defaults()
+	if err := opts.Placement.check(); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	tasks, err := build(ctx, job, &opts)
@@ -101,12 +110,17 @@ func build(ctx context.Context, job *Job, opts *Options) ([]*task, error) {
 					"submit the plan built by the same binary, and keep graph building deterministic", op.Uid, op.Name)
 			}
 		}
-		for s := 0; s < int(v.Parallelism); s++ {
+		// tasks[v][s] is nil where another executor runs the subtask.
+		tasks[v.Id] = make([]*task, v.Parallelism)
+		for s := range int(v.Parallelism) {
+			if !opts.Placement.local(v.Id, s) {
+				continue
+			}
 			t, err := newTask(ctx, job, v, s, opts)
 			if err != nil {
 				return nil, err
 			}
-			tasks[v.Id] = append(tasks[v.Id], t)
+			tasks[v.Id][s] = t
 			all = append(all, t)
 		}
 	}
@@ -134,6 +148,13 @@ func build(ctx context.Context, job *Job, opts *Options) ([]*task, error) {
 		channels [][]any // [producer][target]
 	}
 	wiring := map[int32]*edgeWiring{}
+	type remoteInput struct {
+		t    *task
+		idx  int32
+		id   network.ChannelID
+		desc string
+	}
+	var remoteInputs []remoteInput
 	for _, k := range order {
 		edges := byInput[k]
 		tv := vertices[k.vertex]
@@ -158,6 +179,9 @@ func build(ctx context.Context, job *Job, opts *Options) ([]*task, error) {
 			wiring[e.Id] = w
 		}
 		for s, t := range tasks[k.vertex] {
+			if t == nil {
+				continue
+			}
 			var slots []struct {
 				edge *pb.JobEdge
 				prod int
@@ -183,6 +207,8 @@ func build(ctx context.Context, job *Job, opts *Options) ([]*task, error) {
 			handlers := map[int32]int32{}
 			for slot, sl := range slots {
 				e := sl.edge
+				sv := vertices[e.SourceVertex]
+				remote := !opts.Placement.local(sv.Id, sl.prod)
 				h, ok := handlers[e.Id]
 				if !ok {
 					srcF := job.Factories[e.SourceOperator]
@@ -190,7 +216,7 @@ func build(ctx context.Context, job *Job, opts *Options) ([]*task, error) {
 					if int(e.TargetInput) >= len(target) {
 						return nil, fmt.Errorf("edge into %q input %d, but the operator has %d inputs", k.op, e.TargetInput, len(target))
 					}
-					ih, err := srcF.OutType.newInputReader(target[e.TargetInput])
+					ih, err := srcF.OutType.newInputReader(target[e.TargetInput], edgeHasRemote(opts.Placement, e, sv, s))
 					if err != nil {
 						return nil, fmt.Errorf("edge %q -> %q: %w", e.SourceOperator, e.TargetOperator, err)
 					}
@@ -200,6 +226,15 @@ func build(ctx context.Context, job *Job, opts *Options) ([]*task, error) {
 				}
 				idx := int32(len(t.channels))
 				t.channels = append(t.channels, gateChannel{handler: h, valve: vi, slot: int32(slot)})
+				t.gateCap += opts.Credits
+				if remote {
+					// The producer runs elsewhere: it sends over the network,
+					// and the gate has room for one failure report besides.
+					t.gateCap++
+					remoteInputs = append(remoteInputs, remoteInput{t: t, idx: idx, id: opts.Placement.channelID(e, sl.prod, s),
+						desc: channelDesc(e, sv, tv, sl.prod, s)})
+					continue
+				}
 				srcF := job.Factories[e.SourceOperator]
 				ch := srcF.OutType.newLocalChannel(&t.gate, idx, opts.Credits, opts.BatchSize)
 				target := s
@@ -207,12 +242,23 @@ func build(ctx context.Context, job *Job, opts *Options) ([]*task, error) {
 					target = 0
 				}
 				wiring[e.Id].channels[sl.prod][target] = ch
-				t.gateCap += opts.Credits
 			}
 		}
 	}
 	for _, t := range all {
 		t.gate = make(chan envelope, t.gateCap+1)
+	}
+	// Remote inputs are registered once their gates exist: a producer may
+	// send as soon as a channel is registered.
+	for _, ri := range remoteInputs {
+		if err := registerRemoteInput(ri.t, opts.Placement, ri.id, ri.idx, opts.Credits, ri.desc); err != nil {
+			for _, t := range all {
+				for _, f := range t.onExit {
+					f()
+				}
+			}
+			return nil, err
+		}
 	}
 	// Producer side: one exchange writer per edge per producer subtask.
 	outs := map[*task]map[int][]any{} // task → op index → outputs
@@ -224,7 +270,32 @@ func build(ctx context.Context, job *Job, opts *Options) ([]*task, error) {
 			return nil, fmt.Errorf("edge from operator %q which is not in vertex %q", e.SourceOperator, sv.Name)
 		}
 		for p, t := range tasks[sv.Id] {
-			spec := &exchangeSpec{batchSize: opts.BatchSize, channels: wiring[e.Id].channels[p], start: p}
+			if t == nil {
+				continue
+			}
+			channels := wiring[e.Id].channels[p]
+			for i, ch := range channels {
+				if ch != nil {
+					continue
+				}
+				// The consumer runs elsewhere.
+				target := i
+				if e.Partitioning == pb.Partitioning_FORWARD {
+					target = p
+				}
+				rc, err := srcF.OutType.newRemoteChannel(remoteSpec{
+					client:    opts.Placement.Client,
+					addr:      opts.Placement.DataAddr(tv.Id, target),
+					id:        opts.Placement.channelID(e, p, target),
+					batchSize: opts.BatchSize,
+					desc:      channelDesc(e, sv, tv, p, target),
+				})
+				if err != nil {
+					return nil, err
+				}
+				channels[i] = rc
+			}
+			spec := &exchangeSpec{batchSize: opts.BatchSize, channels: channels, start: p}
 			switch e.Partitioning {
 			case pb.Partitioning_FORWARD:
 				spec.mode = partForward
@@ -262,6 +333,9 @@ func build(ctx context.Context, job *Job, opts *Options) ([]*task, error) {
 	// Chain wiring and output binding.
 	for _, v := range g.Vertices {
 		for _, t := range tasks[v.Id] {
+			if t == nil {
+				continue
+			}
 			for j, op := range v.Operators {
 				for _, in := range op.Inputs {
 					i := int(in.Input)
@@ -298,6 +372,31 @@ func build(ctx context.Context, job *Job, opts *Options) ([]*task, error) {
 		}
 	}
 	return all, nil
+}
+
+// edgeHasRemote reports whether consumer subtask s reads any channel of e
+// from another executor.
+func edgeHasRemote(p *Placement, e *pb.JobEdge, sv *pb.JobVertex, s int) bool {
+	if p == nil {
+		return false
+	}
+	if e.Partitioning == pb.Partitioning_FORWARD {
+		return !p.local(sv.Id, s)
+	}
+	for prod := range int(sv.Parallelism) {
+		if !p.local(sv.Id, prod) {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *Placement) channelID(e *pb.JobEdge, producer, consumer int) network.ChannelID {
+	return network.ChannelID{Job: p.JobID, Attempt: p.Attempt, Edge: uint32(e.Id), Producer: uint32(producer), Consumer: uint32(consumer)}
+}
+
+func channelDesc(e *pb.JobEdge, sv, tv *pb.JobVertex, producer, consumer int) string {
+	return fmt.Sprintf("channel %q -> %q (subtask %d -> %d)", sv.Name, tv.Name, producer, consumer)
 }
 
 func operatorIndex(v *pb.JobVertex, uid string) int {

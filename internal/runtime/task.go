@@ -74,11 +74,18 @@ type task struct {
 	bufferTimeout time.Duration
 	lastFlush     time.Time
 	idle          bool
+	// onExit runs when the task ends (unregistering remote inputs).
+	onExit []func()
 }
 
 // run executes the task to its end and returns why it ended.
 func (t *task) run() (err error) {
 	t.cur = -1
+	defer func() {
+		for _, f := range t.onExit {
+			f()
+		}
+	}()
 	defer func() {
 		if r := recover(); r != nil {
 			err = t.panicError(r, t.cur)
@@ -210,6 +217,11 @@ func (t *task) handle(env *envelope) {
 	case kindIdle, kindActive:
 		h.recycle(env)
 		t.valves[gc.valve].setIdle(int(gc.slot), env.kind == kindIdle)
+	case kindFailed:
+		if env.release != nil {
+			env.release()
+		}
+		panic(failure{env.data.(error)})
 	}
 }
 

@@ -15,8 +15,9 @@ type TypeInfo interface {
 	newFanout(outs []any) any
 	newChained(in any, op Operator, input int, cur *int, from, to int) any
 	newExchange(ctx context.Context, spec *exchangeSpec) (any, outputWriter, error)
-	newInputReader(target any) (inputHandler, error)
+	newInputReader(target any, remote bool) (inputHandler, error)
 	newLocalChannel(gate *chan envelope, idx int32, credits, batchSize int) any
+	newRemoteChannel(spec remoteSpec) (any, error)
 	newDiscard() any
 }
 
@@ -121,16 +122,28 @@ func (typeInfo[T]) newExchange(ctx context.Context, spec *exchangeSpec) (any, ou
 	return w, w, nil
 }
 
-func (typeInfo[T]) newInputReader(target any) (inputHandler, error) {
+func (typeInfo[T]) newInputReader(target any, remote bool) (inputHandler, error) {
 	in, ok := target.(Input[T])
 	if !ok {
 		return nil, fmt.Errorf("operator input of type %T does not accept %s records", target, reflect.TypeFor[T]())
 	}
-	return &inputReader[T]{target: in}, nil
+	r := &inputReader[T]{target: in}
+	if remote {
+		dec, err := remoteDecoder[T]()
+		if err != nil {
+			return nil, fmt.Errorf("its records cross processes, so they must be encodable: %w", err)
+		}
+		r.decode = dec
+	}
+	return r, nil
 }
 
 func (typeInfo[T]) newDiscard() any { return discardOutput[T]{} }
 
 func (typeInfo[T]) newLocalChannel(gate *chan envelope, idx int32, credits, batchSize int) any {
 	return newLocalChannel[T](gate, idx, credits, batchSize)
+}
+
+func (typeInfo[T]) newRemoteChannel(spec remoteSpec) (any, error) {
+	return newRemoteChannel[T](spec)
 }
