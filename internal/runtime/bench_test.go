@@ -2,7 +2,6 @@ package runtime_test
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
@@ -53,6 +52,12 @@ var benchOptions = runtime.Options{Credits: 4, BatchSize: 512, BufferTimeout: 10
 
 // runBench executes the job built for b.N records and reports throughput.
 func runBench(b *testing.B, p int, build func(g *graph.Graph, src *runtime.Factory)) {
+	runBenchSplit(b, p, nil, build)
+}
+
+// runBenchSplit is runBench with the subtasks split over two executors by
+// mine (nil: one executor), exchanging data over loopback TCP.
+func runBenchSplit(b *testing.B, p int, mine func(string, int) bool, build func(g *graph.Graph, src *runtime.Factory)) {
 	b.ReportAllocs()
 	g := &graph.Graph{}
 	src := operators.NewSource(countingSource(b.N), operators.WatermarkStrategy[benchRecord]{}, 200*time.Millisecond)
@@ -68,8 +73,24 @@ func runBench(b *testing.B, p int, build func(g *graph.Graph, src *runtime.Facto
 	job := &runtime.Job{Graph: jg, Factories: fs}
 	b.ResetTimer()
 	start := time.Now()
-	if err := runtime.Execute(context.Background(), job, benchOptions); err != nil {
-		b.Fatal(err)
+	if mine == nil {
+		if err := runtime.Execute(context.Background(), job, benchOptions); err != nil {
+			b.Fatal(err)
+		}
+	} else {
+		a, c := newEndpoint(b), newEndpoint(b)
+		pa, pc := split(job, a, c, mine)
+		oa, oc := benchOptions, benchOptions
+		oa.Placement, oc.Placement = pa, pc
+		done := make(chan error, 1)
+		go func() { done <- runtime.Execute(context.Background(), job, oc) }()
+		errA := runtime.Execute(context.Background(), job, oa)
+		a.close()
+		errC := <-done
+		c.close()
+		if errA != nil || errC != nil {
+			b.Fatal(errA, errC)
+		}
 	}
 	elapsed := time.Since(start)
 	b.StopTimer()
@@ -85,9 +106,19 @@ func BenchmarkHashExchangeKeyedReduce(b *testing.B) {
 		b.Fatal(err)
 	}
 	keying := &operators.Keying[benchRecord, int64]{Select: func(r benchRecord) int64 { return r.Key }, Encoder: enc}
-	for _, p := range []int{1, 2} {
-		b.Run(fmt.Sprintf("p%d", p), func(b *testing.B) {
-			runBench(b, p, func(g *graph.Graph, src *runtime.Factory) {
+	for _, tc := range []struct {
+		name string
+		p    int
+		mine func(string, int) bool
+	}{
+		{"p1", 1, nil},
+		{"p2", 2, nil},
+		// Each source feeds the reducer in the other executor over TCP
+		// and the one in its own in memory.
+		{"p2-two-executors", 2, alternate},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			runBenchSplit(b, tc.p, tc.mine, func(g *graph.Graph, src *runtime.Factory) {
 				s := g.Add(&graph.Node{UID: "src", Name: "src", Kind: "source", Factory: src})
 				m := g.Add(&graph.Node{UID: "map", Name: "map", Kind: "map", Inputs: []graph.Input{{Node: s.ID}},
 					Factory: operators.NewMap(func(r benchRecord) benchRecord { r.Val *= 3; return r })})
