@@ -63,7 +63,8 @@ var (
 	OperatorChaining = Declare(Key{"pipeline.operator-chaining.enabled", Bool, "true",
 		"chain operators into tasks where the chaining rules allow"})
 	BufferTimeout = Declare(Key{"execution.buffer-timeout", Duration, "100ms",
-		"longest time a record waits in a partly filled batch while its task is busy"})
+		"longest time a record waits in a partly filled batch while its task is busy; " +
+			"0 sends every record at once (lowest latency), -1 sends only full batches (and what is pending when a task goes idle)"})
 	BuffersPerChannel = Declare(Key{"taskmanager.network.memory.buffers-per-channel", Int, "4",
 		"batches in flight per channel (the channel's credit)"})
 	BatchRecords = Declare(Key{"taskmanager.network.batch-records", Int, "512",
