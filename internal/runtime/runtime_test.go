@@ -995,3 +995,54 @@ func TestSourceWithoutDriverIsRejected(t *testing.T) {
 		t.Fatalf("Execute returned %v; want an error naming the source that has no driver", err)
 	}
 }
+
+// lifecycleOp records Open and Close calls; Open fails if failOpen is set.
+type lifecycleOp struct {
+	name     string
+	failOpen bool
+	log      *eventLog
+	out      runtime.Output[int]
+}
+
+func (o *lifecycleOp) Open(*runtime.OperatorContext) error {
+	o.log.add("open %s", o.name)
+	if o.failOpen {
+		return errors.New("cannot open")
+	}
+	return nil
+}
+func (o *lifecycleOp) ProcessElement(v int, ts int64)   { o.out.Collect(v, ts) }
+func (o *lifecycleOp) ProcessWatermark(_ int, wm int64) { o.out.EmitWatermark(wm) }
+func (o *lifecycleOp) EndInput(int)                     {}
+func (o *lifecycleOp) Close() error                     { o.log.add("close %s", o.name); return nil }
+
+func lifecycle(name string, failOpen bool, log *eventLog) *runtime.Factory {
+	return &runtime.Factory{
+		OutType: runtime.TypeOf[int](),
+		InTypes: []runtime.TypeInfo{runtime.TypeOf[int]()},
+		New: func() runtime.Instance {
+			op := &lifecycleOp{name: name, failOpen: failOpen, log: log}
+			return runtime.Instance{Op: op, Inputs: []any{op}, SetOutput: func(o any) { op.out = o.(runtime.Output[int]) }}
+		},
+	}
+}
+
+// TestFailedOpenClosesOnlyOpenedOperators: a chain opens from its tail; when
+// an operator fails to open, the ones after it are closed and the ones
+// before it, never opened, are not.
+func TestFailedOpenClosesOnlyOpenedOperators(t *testing.T) {
+	log := &eventLog{}
+	b := &jobBuilder{}
+	s := b.add("src", operators.NewSource(rangeSource(10, nil), stream.NoWatermarks[int](), time.Second), 1)
+	first := b.add("first", lifecycle("first", false, log), 1, from(s))
+	broken := b.add("broken", lifecycle("broken", true, log), 1, from(first))
+	b.add("last", lifecycle("last", false, log), 1, from(broken))
+	err := wait(t, start(context.Background(), b.job(t), runtime.Options{}))
+	if err == nil || !strings.Contains(err.Error(), "cannot open") || !strings.Contains(err.Error(), "broken") {
+		t.Fatalf("got %v, want the open error of operator broken", err)
+	}
+	got := strings.Join(log.snapshot(), ", ")
+	if want := "open last, open broken, close last, close broken"; got != want {
+		t.Fatalf("lifecycle calls: %s; want %s", got, want)
+	}
+}

@@ -32,6 +32,7 @@ type opNode struct {
 	uid       string
 	remaining int // inputs not yet ended
 	finished  bool
+	opened    bool // Open was called: Close is due
 	succ      []chainLink
 	writers   []outputWriter
 }
@@ -99,6 +100,7 @@ func (t *task) run() (err error) {
 	// Open from the tail of the chain so every operator's consumers are ready.
 	for i := len(t.ops) - 1; i >= 0; i-- {
 		t.cur = i
+		t.ops[i].opened = true
 		if err := t.ops[i].inst.Op.Open(t.opContext(i)); err != nil {
 			return t.opError(i, err)
 		}
@@ -534,5 +536,8 @@ func (t *task) closeOp(i int) (err error) {
 			err = fmt.Errorf("panic while closing: %v", r)
 		}
 	}()
+	if !t.ops[i].opened {
+		return nil
+	}
 	return t.ops[i].inst.Op.Close()
 }
