@@ -14,6 +14,24 @@ type SourceContext struct {
 	OperatorName string
 	Subtask      int
 	Parallelism  int
+	// Restored is set when the job resumes from a checkpoint or savepoint:
+	// the states the source's readers returned from SnapshotState, by the
+	// subtask index they had then (len(Restored) is the old parallelism).
+	// A reader resumes where its state says; when the parallelism changed,
+	// each new reader must work out its share from all the old states, or
+	// Open fails with an error saying the source cannot be rescaled.
+	Restored [][]byte
+}
+
+// CheckpointedReader is implemented by readers whose progress can be stored
+// in checkpoints, which makes the source replayable: after a failure the
+// job resumes from the last checkpoint and each reader from the state it
+// returned then, so no record is lost or counted twice.
+type CheckpointedReader interface {
+	// SnapshotState returns the reader's progress: enough to emit exactly
+	// the records it has not emitted yet when opened again with it. It
+	// runs between two Reads.
+	SnapshotState() ([]byte, error)
 }
 
 // ReadStatus is what a SourceReader reports after a Read.

@@ -1,6 +1,8 @@
 package operators
 
 import (
+	"fmt"
+
 	"github.com/weirstream/weir/internal/runtime"
 	"github.com/weirstream/weir/internal/state"
 )
@@ -15,9 +17,24 @@ type keyContext[T any, K comparable] struct {
 	key     K
 }
 
-func (k *keyContext[T, K]) open(ctx *runtime.OperatorContext) {
+func (k *keyContext[T, K]) open(ctx *runtime.OperatorContext) error {
 	k.backend = ctx.NewKeyedBackend()
 	k.maxP = ctx.MaxParallelism
+	if r := ctx.Restored; r != nil {
+		if err := r.RestoreKeyed(k.backend); err != nil {
+			return fmt.Errorf("restoring keyed state from checkpoint %d: %w", r.Checkpoint, err)
+		}
+	}
+	return nil
+}
+
+// SnapshotState implements runtime.Snapshotter.
+func (k *keyContext[T, K]) SnapshotState(int64) (*runtime.OperatorSnapshot, error) {
+	s, err := k.backend.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	return &runtime.OperatorSnapshot{Keyed: s}, nil
 }
 
 // setKeyOf makes the key of v current and returns it.
@@ -54,7 +71,9 @@ func NewKeyedReduce[T any, K comparable](keying *Keying[T, K], reduce func(a, b 
 
 func (r *keyedReduceOp[T, K]) Open(ctx *runtime.OperatorContext) error {
 	r.base.Open(ctx)
-	r.keyContext.open(ctx)
+	if err := r.keyContext.open(ctx); err != nil {
+		return err
+	}
 	var err error
 	r.acc, err = state.NewValueState[T](r.backend, "reduce")
 	return err
@@ -87,7 +106,9 @@ func NewKeyedAggregate[IN any, K comparable, ACC, OUT any](keying *Keying[IN, K]
 
 func (a *keyedAggregateOp[IN, K, ACC, OUT]) Open(ctx *runtime.OperatorContext) error {
 	a.base.Open(ctx)
-	a.keyContext.open(ctx)
+	if err := a.keyContext.open(ctx); err != nil {
+		return err
+	}
 	var err error
 	a.acc, err = state.NewValueState[ACC](a.backend, "aggregate")
 	return err

@@ -354,8 +354,27 @@ func (c *keyedCore[K, OUT]) Open(ctx *runtime.OperatorContext) error {
 		wm:             &c.wm,
 		fireProcessing: c.fireProcessingTimer,
 	}
+	if r := ctx.Restored; r != nil {
+		if err := r.RestoreKeyed(c.scope.backend); err != nil {
+			return fmt.Errorf("restoring keyed state from checkpoint %d: %w", r.Checkpoint, err)
+		}
+		r.RestoreTimers(c.scope.timers.svc)
+	}
 	c.opened = true
-	return c.open(&c.scope)
+	if err := c.open(&c.scope); err != nil {
+		return err
+	}
+	c.scope.timers.arm() // restored processing-time timers
+	return nil
+}
+
+// SnapshotState implements runtime.Snapshotter: keyed state and timers.
+func (c *keyedCore[K, OUT]) SnapshotState(int64) (*runtime.OperatorSnapshot, error) {
+	s, err := c.scope.backend.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	return &runtime.OperatorSnapshot{Keyed: s, Timers: c.scope.timers.svc.Snapshot()}, nil
 }
 
 // begin makes key current for a record with timestamp ts. enc is the

@@ -1,6 +1,7 @@
 package operators
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/weirstream/weir/connector"
@@ -55,11 +56,27 @@ func NewSource[T any](src connector.Source[T], wm WatermarkStrategy[T], interval
 
 func (s *sourceOp[T]) Open(ctx *runtime.OperatorContext) error {
 	s.ctx = ctx
-	r, err := s.src.Open(connector.SourceContext{OperatorName: ctx.Name, Subtask: ctx.Subtask, Parallelism: ctx.Parallelism})
+	sc := connector.SourceContext{OperatorName: ctx.Name, Subtask: ctx.Subtask, Parallelism: ctx.Parallelism}
+	if r := ctx.Restored; r != nil {
+		sc.Restored = make([][]byte, len(r.Snapshots))
+		for i, snap := range r.Snapshots {
+			if snap != nil {
+				sc.Restored[i] = snap.Operator
+			}
+		}
+	}
+	r, err := s.src.Open(sc)
 	if err != nil {
 		return err
 	}
 	s.reader = r
+	if ctx.Checkpointing {
+		if _, ok := r.(connector.CheckpointedReader); !ok {
+			return fmt.Errorf("checkpoints are on, but this source's reader (%T) cannot store its position in them, "+
+				"so a restarted job would read it again from the start; implement connector.CheckpointedReader "+
+				"or turn checkpoints off (execution.checkpointing.interval)", r)
+		}
+	}
 	if !s.wm.None {
 		s.lastActive = ctx.ProcessingTime.Now()
 		s.schedule()
@@ -115,6 +132,19 @@ func (s *sourceOp[T]) CollectWithTimestamp(v T, ts int64) {
 func (s *sourceOp[T]) Finish() {
 	s.emitted = runtime.MaxWatermark
 	s.out.EmitWatermark(runtime.MaxWatermark)
+}
+
+// SnapshotState implements runtime.Snapshotter: the reader's position.
+func (s *sourceOp[T]) SnapshotState(int64) (*runtime.OperatorSnapshot, error) {
+	cr, ok := s.reader.(connector.CheckpointedReader)
+	if !ok {
+		return nil, fmt.Errorf("the reader %T cannot be checkpointed; implement connector.CheckpointedReader", s.reader)
+	}
+	b, err := cr.SnapshotState()
+	if err != nil {
+		return nil, err
+	}
+	return &runtime.OperatorSnapshot{Operator: b}, nil
 }
 
 func (s *sourceOp[T]) ProcessWatermark(int, int64) {}

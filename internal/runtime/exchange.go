@@ -188,6 +188,10 @@ func (w *exchangeWriter[T]) finish() {
 	}
 }
 
+func (w *exchangeWriter[T]) barrier(id int64) {
+	w.event(kindBarrier, id)
+}
+
 func (w *exchangeWriter[T]) setIdle(idle bool) {
 	if idle {
 		w.event(kindIdle, 0)
@@ -201,6 +205,7 @@ type outputWriter interface {
 	flush()
 	finish()
 	setIdle(idle bool)
+	barrier(id int64)
 }
 
 // inputHandler is the typed consumer end of the channels of one job edge.

@@ -36,6 +36,14 @@ type Options struct {
 	// subtasks and exchange data with the executors of the others over the
 	// network. Nil runs every subtask here.
 	Placement *Placement
+	// Checkpoints receives the tasks' checkpoint acknowledgements; nil
+	// turns checkpoints off. With it set, finished tasks wait for
+	// Running.Release.
+	Checkpoints CheckpointHooks
+	// Restore holds the state to start from, by operator uid.
+	Restore map[string]*RestoredState
+
+	release <-chan struct{} // set by Start
 }
 
 func (o *Options) defaults() {
@@ -55,16 +63,39 @@ func (o *Options) defaults() {
 // canceled. The first task failure cancels the others and is returned;
 // cancellation returns ErrCanceled.
 func Execute(ctx context.Context, job *Job, opts Options) error {
-	opts.defaults()
-	if err := opts.Placement.check(); err != nil {
-		return err
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	tasks, err := build(ctx, job, &opts)
+	r, err := Start(ctx, job, opts)
 	if err != nil {
 		return err
 	}
+	return r.Wait()
+}
+
+// Start builds the job's tasks and starts them; Running.Wait returns what
+// Execute would.
+func Start(ctx context.Context, job *Job, opts Options) (*Running, error) {
+	opts.defaults()
+	if err := opts.Placement.check(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	r := &Running{done: make(chan struct{}), release: make(chan struct{})}
+	opts.release = r.release
+	tasks, err := build(ctx, job, &opts)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	r.tasks = tasks
+	go func() {
+		defer cancel()
+		r.err = runTasks(ctx, cancel, tasks)
+		close(r.done)
+	}()
+	return r, nil
+}
+
+// runTasks runs every task on its own goroutine and returns the job's result.
+func runTasks(ctx context.Context, cancel context.CancelFunc, tasks []*task) error {
 	var (
 		wg       sync.WaitGroup
 		mu       sync.Mutex
@@ -427,6 +458,11 @@ func newTask(ctx context.Context, job *Job, v *pb.JobVertex, subtask int, opts *
 		config:         job.Graph.Config,
 		newBackend:     opts.NewKeyedBackend,
 		jobName:        job.Graph.Name,
+		id:             TaskID{Vertex: v.Id, Subtask: int32(subtask)},
+		hooks:          opts.Checkpoints,
+		restore:        opts.Restore,
+		mail:           newMailbox(),
+		release:        opts.release,
 	}
 	for _, op := range v.Operators {
 		f := job.Factories[op.Uid]

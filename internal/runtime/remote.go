@@ -167,7 +167,7 @@ func registerRemoteInput(t *task, p *Placement, id network.ChannelID, idx int32,
 		switch kind {
 		case kindData:
 			env.bytes = payload
-		case kindWatermark, kindEnd, kindIdle, kindActive:
+		case kindWatermark, kindEnd, kindIdle, kindActive, kindBarrier:
 			if len(payload) != 8 {
 				env = envelope{ch: idx, kind: kindFailed, release: release, data: fmt.Errorf(
 					"%s: a %d-byte event buffer arrived where 8 bytes were expected; the producer runs an incompatible Weir version", desc, len(payload))}

@@ -77,12 +77,26 @@ type task struct {
 	idle          bool
 	// onExit runs when the task ends (unregistering remote inputs).
 	onExit []func()
+
+	// Checkpoints (checkpoint.go).
+	id             TaskID
+	hooks          CheckpointHooks // nil: checkpoints off
+	restore        map[string]*RestoredState
+	mail           *mailbox
+	release        <-chan struct{}
+	chEnded        []bool // per gate channel
+	align          *alignment
+	replay         []envelope // held envelopes to process before the gate
+	lastCheckpoint int64
+	triggered      int64 // highest checkpoint triggered while waiting for barriers
+	finishedAll    bool  // every operator finished
 }
 
 // run executes the task to its end and returns why it ended.
 func (t *task) run() (err error) {
 	t.cur = -1
 	defer func() {
+		t.mail.close()
 		for _, f := range t.onExit {
 			f()
 		}
@@ -109,15 +123,28 @@ func (t *task) run() (err error) {
 	t.lastFlush = time.Now()
 	if t.source != nil {
 		t.cur = 0
-		return t.runSource()
+		err = t.runSource()
+	} else {
+		t.chEnded = make([]bool, len(t.channels))
+		err = t.runGate()
 	}
-	return t.runGate()
+	if err == nil && t.hooks != nil {
+		t.cur = -1
+		err = t.awaitRelease()
+	}
+	return err
 }
 
 func (t *task) runGate() error {
 	var timer *time.Timer
 	for t.live > 0 {
 		var env envelope
+		if len(t.replay) > 0 {
+			env = t.replay[0]
+			t.replay = t.replay[1:]
+			t.handle(&env)
+			continue
+		}
 		select {
 		case env = <-t.gate:
 		default:
@@ -138,6 +165,11 @@ func (t *task) runGate() error {
 			case <-timerC:
 				t.fireTimers(time.Now())
 				continue
+			case <-t.mail.signal:
+				for _, f := range t.mail.take() {
+					f(t)
+				}
+				continue
 			case <-t.ctx.Done():
 				return ErrCanceled
 			}
@@ -146,6 +178,7 @@ func (t *task) runGate() error {
 		if t.ctx.Err() != nil {
 			return ErrCanceled
 		}
+		t.runMail()
 		if len(t.timers) > 0 || t.bufferTimeout > 0 {
 			t.housekeeping(time.Now())
 		}
@@ -174,6 +207,7 @@ func (t *task) runSource() error {
 		}
 		now := time.Now()
 		t.housekeeping(now)
+		t.runMail()
 		switch status {
 		case connector.EndOfInput:
 			t.source.Finish()
@@ -195,6 +229,10 @@ func (t *task) runSource() error {
 			}
 			select {
 			case <-wait.C:
+			case <-t.mail.signal:
+				for _, f := range t.mail.take() {
+					f(t)
+				}
 			case <-t.ctx.Done():
 				return ErrCanceled
 			}
@@ -203,6 +241,12 @@ func (t *task) runSource() error {
 }
 
 func (t *task) handle(env *envelope) {
+	if a := t.align; a != nil && a.blocked[env.ch] {
+		// The channel is past the barrier being aligned: hold its buffers
+		// (and their credits) until the other channels catch up.
+		a.held = append(a.held, *env)
+		return
+	}
 	gc := t.channels[env.ch]
 	h := t.handlers[gc.handler]
 	t.cur = t.valves[gc.valve].op
@@ -215,7 +259,11 @@ func (t *task) handle(env *envelope) {
 		t.valves[gc.valve].watermark(int(gc.slot), env.wm)
 	case kindEnd:
 		h.recycle(env)
+		t.channelEnded(env.ch)
 		t.valves[gc.valve].end(int(gc.slot))
+	case kindBarrier:
+		h.recycle(env)
+		t.onBarrier(env.ch, env.wm)
 	case kindIdle, kindActive:
 		h.recycle(env)
 		t.valves[gc.valve].setIdle(int(gc.slot), env.kind == kindIdle)
@@ -304,6 +352,8 @@ func (t *task) opContext(i int) *OperatorContext {
 		ProcessingTime: &opTime{t: t, op: i},
 		Cancel:         t.ctx,
 		SetIdle:        t.setIdle,
+		Restored:       t.restore[t.ops[i].uid],
+		Checkpointing:  t.hooks != nil,
 	}
 }
 

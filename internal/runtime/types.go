@@ -91,6 +91,12 @@ type OperatorContext struct {
 	// SetIdle marks the task's outputs idle (no watermarks will come for now)
 	// or active again; sources use it for WithIdleness.
 	SetIdle func(idle bool)
+	// Restored is the operator's state in the checkpoint or savepoint the
+	// job starts from; nil for a fresh start or an operator without state.
+	Restored *RestoredState
+	// Checkpointing is set when the job takes checkpoints: sinks then make
+	// output visible only when a checkpoint after it completes.
+	Checkpointing bool
 }
 
 // Fail aborts the current task with err, attributing it to the operator. It
