@@ -130,7 +130,20 @@ func (e *Environment) Execute(name string) error {
 }
 
 // ExecuteContext is Execute with a context that cancels the job.
-func (e *Environment) ExecuteContext(ctx context.Context, name string) error {
+func (e *Environment) ExecuteContext(ctx context.Context, name string) (err error) {
+	if e.launch.OnEnd != nil {
+		// Tell `weir run`, which started this process, how the job ended.
+		defer func() {
+			r := launch.Result{State: launch.Finished}
+			switch {
+			case errors.Is(err, ErrJobCanceled):
+				r.State = launch.Canceled
+			case err != nil:
+				r = launch.Result{State: launch.Failed, Error: err.Error()}
+			}
+			e.launch.OnEnd(r)
+		}()
+	}
 	jg, factories, err := e.plan(name)
 	if err != nil {
 		return err

@@ -12,13 +12,21 @@ import (
 	"github.com/weirstream/weir/stream"
 )
 
-// exitError carries a specific exit code.
+// exitError carries a specific exit code. With a nil err weir prints
+// nothing: the job has reported its own failure.
 type exitError struct {
 	code int
 	err  error
 }
 
-func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e *exitError) Unwrap() error { return e.err }
 
 func main() {
 	root := &cobra.Command{
@@ -33,6 +41,9 @@ func main() {
 		var ee *exitError
 		if errors.As(err, &ee) {
 			code = ee.code
+			if ee.err == nil {
+				os.Exit(code)
+			}
 		}
 		if errors.Is(err, stream.ErrJobCanceled) {
 			fmt.Fprintln(os.Stderr, "weir: job canceled")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"debug/buildinfo"
 	"errors"
 	"fmt"
 	"os"
@@ -20,6 +21,7 @@ import (
 	"github.com/weirstream/weir/internal/jobgraph"
 	"github.com/weirstream/weir/internal/launch"
 	pb "github.com/weirstream/weir/internal/pb/jobgraphpb"
+	"github.com/weirstream/weir/stream"
 )
 
 // jobOptions are Weir's own options, given before JOB as with `flink run`.
@@ -73,7 +75,7 @@ Weir's options come before JOB; everything after JOB is passed to the job.`,
 		Example: `  weir run builtin:wordcount --input words.txt --output counts.txt
   weir run -p 2 builtin:nexmark --query q5 --events 10000000
   weir run -D execution.buffer-timeout=10ms ./myjob --my-flag 1`,
-		Args: cobra.MinimumNArgs(1),
+		Args: needJob,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := o.settings(launch.Run)
 			if err != nil {
@@ -84,6 +86,15 @@ Weir's options come before JOB; everything after JOB is passed to the job.`,
 	}
 	o.register(cmd)
 	return cmd
+}
+
+// needJob checks that a command was given the job to run.
+func needJob(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return fmt.Errorf("no job given; name it after weir's options: weir %s [options] builtin:NAME (%s) or the path of a job binary",
+			cmd.Name(), strings.Join(builtin.Names(), ", "))
+	}
+	return nil
 }
 
 // runJob runs a built-in job in this process or a job binary as a child.
@@ -109,19 +120,16 @@ func runJob(s *launch.Settings, job string, args []string) error {
 // runBinary runs a user's job binary with the launch settings in its
 // environment. In plan mode planFile receives the plan.
 func runBinary(s *launch.Settings, path string, args []string, planFile string) error {
-	st, err := os.Stat(path)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		return fmt.Errorf("job %q: no such file; give builtin:NAME (%s) or the path of a job binary built with `go build`",
-			path, strings.Join(builtin.Names(), ", "))
-	case err != nil:
-		return fmt.Errorf("job %q: %w", path, err)
-	case st.IsDir():
-		return fmt.Errorf("job %q is a directory; build it first (go build -o myjob %s) and pass the binary", path, path)
-	case st.Mode()&0o111 == 0:
-		return fmt.Errorf("job %q is not executable; pass a binary built with `go build` (or chmod +x it)", path)
+	if err := checkJobBinary(path); err != nil {
+		return err
 	}
-	env, err := launch.Encode(s.Mode, s.Parallelism, s.Config, planFile, s.Quiet)
+	result, err := os.CreateTemp("", "weir-result-*.json")
+	if err != nil {
+		return err
+	}
+	result.Close()
+	defer os.Remove(result.Name())
+	env, err := launch.Encode(s, planFile, result.Name())
 	if err != nil {
 		return err
 	}
@@ -131,15 +139,93 @@ func runBinary(s *launch.Settings, path string, args []string, planFile string) 
 	cmd := exec.Command(path, args...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.Env = append(os.Environ(), launch.EnvVar+"="+env)
-	// The child shares our terminal and gets Ctrl-C itself; wait for it.
-	signal.Ignore(os.Interrupt)
-	defer signal.Reset(os.Interrupt)
-	if err := cmd.Run(); err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return &exitError{code: ee.ExitCode(), err: fmt.Errorf("job %s exited with status %d", path, ee.ExitCode())}
-		}
+	// The job cancels itself on SIGINT and SIGTERM. Ctrl-C at a terminal
+	// reaches it directly; a signal sent to weir alone is passed on.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting job %s: %w", path, err)
+	}
+	done := make(chan struct{})
+	forwarded := make(chan struct{})
+	go func() {
+		defer close(forwarded)
+		for {
+			select {
+			case sig := <-sigs:
+				cmd.Process.Signal(sig)
+			case <-done:
+				return
+			}
+		}
+	}()
+	err = cmd.Wait()
+	close(done)
+	<-forwarded
+	return jobExit(path, err, result.Name())
+}
+
+// jobExit turns how a job process ended into weir's error and exit code.
+// When the job's Execute failed or was canceled the job has reported that
+// itself, so weir adds no line of its own, only the exit code.
+func jobExit(path string, err error, resultFile string) error {
+	r, reported := launch.ReadResult(resultFile)
+	ended := reported && (r.State == launch.Failed || r.State == launch.Canceled)
+	var ee *exec.ExitError
+	switch {
+	case err == nil && reported && r.State == launch.Failed:
+		// main() ignored Execute's error; the run still failed.
+		return errors.New(r.Error)
+	case err == nil && reported && r.State == launch.Canceled:
+		return stream.ErrJobCanceled
+	case err == nil:
+		return nil
+	case !errors.As(err, &ee):
+		return fmt.Errorf("job %s: %w", path, err)
+	}
+	code := ee.ExitCode()
+	if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		code = 128 + int(ws.Signal())
+		if ended {
+			return &exitError{code: code}
+		}
+		return &exitError{code: code, err: fmt.Errorf("job %s was killed by signal %s", path, ws.Signal())}
+	}
+	if ended {
+		return &exitError{code: code}
+	}
+	return &exitError{code: code, err: fmt.Errorf("job %s exited with status %d", path, code)}
+}
+
+// checkJobBinary checks that path is a Go program built with Weir, so that a
+// script or a data file given by mistake is refused with a clear message
+// rather than run.
+func checkJobBinary(path string) error {
+	st, err := os.Stat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("job %q: no such file; give builtin:NAME (%s) or the path of a job binary built with `go build`",
+			path, strings.Join(builtin.Names(), ", "))
+	case err != nil:
+		return fmt.Errorf("job %q: %w", path, err)
+	case st.IsDir():
+		return fmt.Errorf("job %q is a directory; build it first (go build -o myjob %s) and pass the binary", path, path)
+	}
+	what := "give builtin:NAME (" + strings.Join(builtin.Names(), ", ") + ") or a Go program that uses Weir's stream API, built with `go build`"
+	bi, err := buildinfo.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("job %q is not a Weir job binary: it is not a Go program; %s", path, what)
+	}
+	uses := bi.Main.Path == launch.ModulePath
+	for _, d := range bi.Deps {
+		uses = uses || d.Path == launch.ModulePath
+	}
+	if !uses {
+		return fmt.Errorf("job %q is not a Weir job binary: it is a Go program that does not use Weir (module %s); %s", path, launch.ModulePath, what)
+	}
+	if st.Mode()&0o111 == 0 {
+		return fmt.Errorf("job %q is not executable; chmod +x it, or build it again with `go build`", path)
 	}
 	return nil
 }
@@ -153,7 +239,7 @@ func infoCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "info [options] JOB [job arguments...]",
 		Short: "Print a job's plan: chained tasks, parallelism and edges",
-		Args:  cobra.MinimumNArgs(1),
+		Args:  needJob,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := o.settings(launch.Plan)
 			if err != nil {

@@ -1,7 +1,14 @@
 // Package launch carries how a job's main() was started — by `weir run` in
-// this process (built-in jobs), or directly — so that stream.NewEnvironment
-// and Execute pick up the CLI's options (-p, -D, plan mode) without the job
-// passing them along.
+// this process (built-in jobs), by `weir run` as a child process (a user's
+// job binary, through the WEIR_LAUNCH environment variable), or directly —
+// so that stream.NewEnvironment and Execute pick up the CLI's options (-p,
+// -D, plan mode) without the job passing them along.
+//
+//	weir run -p 2 ./myjob --input x
+//	  │  WEIR_LAUNCH={"mode":0,"parallelism":2,"resultFile":…}
+//	  ▼
+//	./myjob --input x ── init() decodes the settings ── Execute runs the job,
+//	                     then writes its Result to resultFile for weir to read
 package launch
 
 import (
@@ -9,6 +16,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"reflect"
+	"strings"
 	"sync"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -40,6 +49,32 @@ type Settings struct {
 	OnStart func(*pb.JobGraph)
 	// Quiet suppresses Execute's progress lines on stderr.
 	Quiet bool
+	// OnEnd is told how each Execute ended.
+	OnEnd func(Result)
+}
+
+// Result is how a job's Execute ended, as a child job process reports it to
+// the weir that started it.
+type Result struct {
+	State string `json:"state"` // Finished, Failed or Canceled
+	Error string `json:"error,omitempty"`
+}
+
+// The states of a Result.
+const (
+	Finished = "FINISHED"
+	Failed   = "FAILED"
+	Canceled = "CANCELED"
+)
+
+// ReadResult reads the result a child job process wrote to file; ok is false
+// if it wrote none (it never ran Execute, or it died first).
+func ReadResult(file string) (r Result, ok bool) {
+	b, err := os.ReadFile(file)
+	if err != nil || len(b) == 0 || json.Unmarshal(b, &r) != nil {
+		return Result{}, false
+	}
+	return r, true
 }
 
 var (
@@ -64,6 +99,10 @@ func Get() *Settings {
 	return current
 }
 
+// ModulePath is the path of Weir's Go module, which every job binary
+// depends on.
+var ModulePath = strings.TrimSuffix(reflect.TypeFor[Settings]().PkgPath(), "/internal/launch")
+
 // EnvVar carries the launch settings from `weir run` to a job binary it
 // starts as a child process, as JSON.
 const EnvVar = "WEIR_LAUNCH"
@@ -75,12 +114,17 @@ type wire struct {
 	Config      map[string]string `json:"config,omitempty"`
 	// PlanFile receives the plan (protobuf JSON) in Plan mode.
 	PlanFile string `json:"planFile,omitempty"`
-	Quiet    bool   `json:"quiet,omitempty"`
+	// ResultFile receives the Result of Execute (JSON).
+	ResultFile string `json:"resultFile,omitempty"`
+	Quiet      bool   `json:"quiet,omitempty"`
 }
 
-// Encode returns the EnvVar value for settings of a child job process.
-func Encode(mode Mode, parallelism int, cfg map[string]string, planFile string, quiet bool) (string, error) {
-	b, err := json.Marshal(wire{Mode: mode, Parallelism: parallelism, Config: cfg, PlanFile: planFile, Quiet: quiet})
+// Encode returns the EnvVar value that passes s to a child job process,
+// which writes its plan to planFile (Plan mode) and the Result of its
+// Execute to resultFile; either may be empty.
+func Encode(s *Settings, planFile, resultFile string) (string, error) {
+	b, err := json.Marshal(wire{Mode: s.Mode, Parallelism: s.Parallelism, Config: s.Config,
+		PlanFile: planFile, ResultFile: resultFile, Quiet: s.Quiet})
 	return string(b), err
 }
 
@@ -89,6 +133,8 @@ func init() {
 	if v == "" {
 		return
 	}
+	// The settings are for this process only, not for programs it starts.
+	os.Unsetenv(EnvVar)
 	var w wire
 	if err := json.Unmarshal([]byte(v), &w); err != nil {
 		fmt.Fprintf(os.Stderr, "weir: ignoring malformed %s: %v\n", EnvVar, err)
@@ -108,6 +154,18 @@ func init() {
 			}
 			// The plan is all the caller wants: do not run the rest of main().
 			os.Exit(0)
+		}
+	}
+	if w.ResultFile != "" {
+		file := w.ResultFile
+		s.OnEnd = func(r Result) {
+			b, err := json.Marshal(r)
+			if err == nil {
+				err = os.WriteFile(file, b, 0o644)
+			}
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "weir: writing the job result to %s: %v\n", file, err)
+			}
 		}
 	}
 	current = s

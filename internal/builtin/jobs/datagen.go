@@ -39,6 +39,12 @@ func datagenMain(args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if *rows < -1 {
+		return fmt.Errorf("builtin:datagen: --rows %d: give the number of rows, or -1 to generate until canceled", *rows)
+	}
+	if *rate < 0 {
+		return fmt.Errorf("builtin:datagen: --rate %g: give rows per second, or 0 to generate as fast as possible", *rate)
+	}
 	if *keys < 1 {
 		return fmt.Errorf("builtin:datagen: --keys %d: need at least one key", *keys)
 	}

@@ -73,6 +73,9 @@ func wordcountMain(args []string) error {
 	if *input == "" {
 		return fmt.Errorf("builtin:wordcount: --input FILE is required")
 	}
+	if *rate < 0 {
+		return fmt.Errorf("builtin:wordcount: --rate %g: give lines per second, or 0 to read as fast as possible", *rate)
+	}
 	if _, err := os.Stat(*input); err != nil {
 		return fmt.Errorf("builtin:wordcount: --input %s: %w", *input, pathError(err))
 	}
