@@ -117,6 +117,10 @@ type exchangeWriter[T any] struct {
 	kgTarget   []int32
 	next       int // rebalance position
 	finished   bool
+	// inKey is set while the key selector runs, so a panic in it is blamed
+	// on the keyed operator it belongs to (target).
+	inKey  bool
+	target string
 }
 
 func (w *exchangeWriter[T]) Collect(v T, ts int64) {
@@ -124,7 +128,10 @@ func (w *exchangeWriter[T]) Collect(v T, ts int64) {
 	case partForward:
 		w.add(0, v, ts)
 	case partHash:
-		w.add(int(w.kgTarget[w.keyGroupOf(v)]), v, ts)
+		w.inKey = true
+		kg := w.keyGroupOf(v)
+		w.inKey = false
+		w.add(int(w.kgTarget[kg]), v, ts)
 	case partRebalance:
 		w.add(w.next, v, ts)
 		w.next++
@@ -188,6 +195,8 @@ func (w *exchangeWriter[T]) finish() {
 	}
 }
 
+func (w *exchangeWriter[T]) inKeySelector() (string, bool) { return w.target, w.inKey }
+
 func (w *exchangeWriter[T]) barrier(id int64) {
 	w.event(kindBarrier, id)
 }
@@ -202,6 +211,9 @@ func (w *exchangeWriter[T]) setIdle(idle bool) {
 
 // outputWriter is the type-erased view of an exchange writer the task needs.
 type outputWriter interface {
+	// inKeySelector reports whether the writer is running the key
+	// selector of target, the operator it feeds.
+	inKeySelector() (target string, ok bool)
 	flush()
 	finish()
 	setIdle(idle bool)

@@ -326,7 +326,7 @@ func build(ctx context.Context, job *Job, opts *Options) ([]*task, error) {
 				}
 				channels[i] = rc
 			}
-			spec := &exchangeSpec{batchSize: opts.BatchSize, channels: channels, start: p}
+			spec := &exchangeSpec{batchSize: opts.BatchSize, channels: channels, start: p, target: targetName(tv, e.TargetOperator)}
 			switch e.Partitioning {
 			case pb.Partitioning_FORWARD:
 				spec.mode = partForward
@@ -428,6 +428,13 @@ func (p *Placement) channelID(e *pb.JobEdge, producer, consumer int) network.Cha
 
 func channelDesc(e *pb.JobEdge, sv, tv *pb.JobVertex, producer, consumer int) string {
 	return fmt.Sprintf("channel %q -> %q (subtask %d -> %d)", sv.Name, tv.Name, producer, consumer)
+}
+
+func targetName(v *pb.JobVertex, uid string) string {
+	if i := operatorIndex(v, uid); i >= 0 {
+		return v.Operators[i].Name
+	}
+	return uid
 }
 
 func operatorIndex(v *pb.JobVertex, uid string) int {

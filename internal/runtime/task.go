@@ -374,11 +374,19 @@ func (t *task) panicError(r any, cur int) error {
 	case failure:
 		return t.opError(t.culprit(cur), p.err)
 	}
-	stack := string(debug.Stack())
+	stack := userFrames(string(debug.Stack()))
+	for _, w := range t.writers {
+		if target, ok := w.inKeySelector(); ok {
+			// The panic came from the KeyBy function of the consumer,
+			// which the producer runs to route the record.
+			return &OperatorError{Operator: target, UID: target, Subtask: t.subtask, Parallel: t.parallelism,
+				Panic: true, KeySelector: true, Err: fmt.Errorf("%v", r), Stack: stack}
+		}
+	}
 	i := t.culprit(cur)
 	return &OperatorError{
 		Operator: t.ops[i].name, UID: t.ops[i].uid, Subtask: t.subtask, Parallel: t.parallelism,
-		Panic: true, Err: fmt.Errorf("%v\n%s", r, userFrames(stack)),
+		Panic: true, Err: fmt.Errorf("%v", r), Stack: stack,
 	}
 }
 
@@ -399,7 +407,7 @@ func userFrames(stack string) string {
 		fn := strings.TrimSpace(lines[i])
 		if strings.HasPrefix(fn, "goroutine ") || strings.HasPrefix(fn, "runtime/debug.") ||
 			strings.HasPrefix(fn, "panic(") || strings.HasPrefix(fn, "runtime.") ||
-			strings.Contains(fn, "weirstream/weir/internal/") || strings.HasPrefix(fn, "created by") {
+			isWeirFrame(fn) || strings.HasPrefix(fn, "created by") {
 			if strings.HasPrefix(lines[i], "\t") {
 				continue
 			}
@@ -407,14 +415,36 @@ func userFrames(stack string) string {
 			continue
 		}
 		if !strings.HasPrefix(lines[i], "\t") && i+1 < len(lines) {
-			out = append(out, "  "+fn, "  "+strings.TrimSpace(lines[i+1]))
+			// "pkg.fn(0x1, 0x2)" and "\t/path/file.go:12 +0x1f" become
+			// "at pkg.fn (/path/file.go:12)".
+			if j := strings.LastIndex(fn, "("); j > 0 {
+				fn = fn[:j]
+			}
+			loc, _, _ := strings.Cut(strings.TrimSpace(lines[i+1]), " +0x")
+			out = append(out, "  at "+fn+" ("+loc+")")
 			i++
 		}
-		if len(out) >= 8 {
+		if len(out) >= 4 {
 			break
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// isWeirFrame reports whether a stack frame's function belongs to Weir's
+// own packages rather than to user code (which may live in the same module,
+// like the examples and tests).
+func isWeirFrame(fn string) bool {
+	rest, ok := strings.CutPrefix(fn, "github.com/weirstream/weir/")
+	if !ok {
+		return false
+	}
+	for _, p := range []string{"internal/", "stream.", "source.", "sink.", "connector."} {
+		if strings.HasPrefix(rest, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // Processing-time timers of a task.

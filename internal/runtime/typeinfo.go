@@ -95,6 +95,7 @@ type exchangeSpec struct {
 	keyGroupOf any
 	kgTarget   []int32
 	start      int
+	target     string // name of the consuming operator
 }
 
 func (typeInfo[T]) newExchange(ctx context.Context, spec *exchangeSpec) (any, outputWriter, error) {
@@ -104,6 +105,7 @@ func (typeInfo[T]) newExchange(ctx context.Context, spec *exchangeSpec) (any, ou
 		batchSize: spec.batchSize,
 		kgTarget:  spec.kgTarget,
 		next:      spec.start,
+		target:    spec.target,
 	}
 	for _, c := range spec.channels {
 		w.chans = append(w.chans, c.(channelWriter[T]))

@@ -116,15 +116,28 @@ type OperatorError struct {
 	Subtask  int
 	Parallel int
 	Panic    bool
-	Err      error
+	// KeySelector is set when the panic came from the operator's KeyBy
+	// function, which runs in the upstream task that routes the record.
+	KeySelector bool
+	Err         error
+	// Stack holds the user-code frames of a panic, innermost first.
+	Stack string
 }
 
 func (e *OperatorError) Error() string {
-	what := "failed"
-	if e.Panic {
-		what = "panicked"
+	if !e.Panic {
+		return fmt.Sprintf("operator %q (subtask %d/%d) failed: %v", e.Operator, e.Subtask+1, e.Parallel, e.Err)
 	}
-	return fmt.Sprintf("operator %q (subtask %d/%d) %s: %v", e.Operator, e.Subtask+1, e.Parallel, what, e.Err)
+	what, fix := "panicked", fmt.Sprintf("fix the function given to operator %q, or return an error from it to fail the job with a message", e.Operator)
+	if e.KeySelector {
+		what = "panicked in its KeyBy function"
+		fix = fmt.Sprintf("fix the key selector given to KeyBy for operator %q", e.Operator)
+	}
+	msg := fmt.Sprintf("operator %q (subtask %d/%d) %s: %v", e.Operator, e.Subtask+1, e.Parallel, what, e.Err)
+	if e.Stack != "" {
+		msg += "\n" + e.Stack
+	}
+	return msg + "\n  " + fix
 }
 
 func (e *OperatorError) Unwrap() error { return e.Err }
