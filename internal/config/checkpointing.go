@@ -90,3 +90,18 @@ func ParseStateBackend(c *Config) (string, error) {
 	return "", fmt.Errorf("config %s=%q: unknown state backend; use \"hashmap\" (state in memory) or \"pebble\" (state in a local LSM)",
 		StateBackendType.Name, v)
 }
+
+func init() {
+	AtLeast(CheckpointingInterval, 10, 0)
+	AtLeast(CheckpointingTimeout, 10)
+	AtLeast(CheckpointingMinPause, 0)
+	AtLeast(MaxConcurrentCheckpoints, 1)
+	AtLeast(TolerableFailedCheckpoints, 0)
+	AtLeast(CheckpointsNumRetained, 1)
+	Validate(StateBackendType, func(v string) error {
+		c := New()
+		c.values[StateBackendType.Name] = v
+		_, err := ParseStateBackend(c)
+		return err
+	})
+}

@@ -31,7 +31,58 @@ type Key struct {
 	Doc     string
 }
 
-var registry = map[string]Key{}
+var (
+	registry = map[string]Key{}
+	// validators hold extra checks of values beyond their kind: ranges
+	// and enumerations.
+	validators = map[string]func(string) error{}
+)
+
+// Validate adds a check of a key's values, run by Set after the kind's;
+// its error says what the value must be.
+func Validate(k Key, f func(value string) error) {
+	validators[k.Name] = f
+}
+
+// AtLeast checks that an Int or Duration key is at least min (a whole
+// number, or milliseconds for durations); except, if not zero, is also
+// accepted (e.g. -1 meaning "off").
+func AtLeast(k Key, min int64, except ...int64) {
+	Validate(k, func(v string) error {
+		var n int64
+		switch k.Kind {
+		case Int:
+			n, _ = parseInt(v)
+		case Duration:
+			d, _ := ParseDuration(v)
+			n = d.Milliseconds()
+		}
+		for _, e := range except {
+			if n == e {
+				return nil
+			}
+		}
+		if n < min {
+			if k.Kind == Duration {
+				return fmt.Errorf("must be at least %v", time.Duration(min)*time.Millisecond)
+			}
+			return fmt.Errorf("must be at least %d", min)
+		}
+		return nil
+	})
+}
+
+// OneOf checks that a String key's value is one of values.
+func OneOf(k Key, values ...string) {
+	Validate(k, func(v string) error {
+		for _, ok := range values {
+			if v == ok {
+				return nil
+			}
+		}
+		return fmt.Errorf("must be one of %s", strings.Join(values, ", "))
+	})
+}
 
 // Declare registers a key; packages declare their keys at init.
 func Declare(k Key) Key {
@@ -167,10 +218,24 @@ func check(k Key, v string) error {
 	case Bytes:
 		_, err = ParseBytes(v)
 	}
+	if err == nil && validators[k.Name] != nil {
+		if err = validators[k.Name](v); err != nil && strings.HasPrefix(err.Error(), "config ") {
+			return err // already names the key, the value and the fix
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("config %s=%q: %v (%s)", k.Name, v, err, k.Doc)
 	}
 	return nil
+}
+
+func init() {
+	AtLeast(Parallelism, 1, 0)
+	AtLeast(MaxParallelism, 0)
+	AtLeast(AutoWatermarkInterval, 1)
+	AtLeast(BuffersPerChannel, 1)
+	AtLeast(BatchRecords, 1)
+	AtLeast(BufferTimeout, 0, -1)
 }
 
 func parseInt(s string) (int64, error) {

@@ -70,8 +70,11 @@ func BuildNexmark(env *stream.Environment, o NexmarkOptions) error {
 	if !ok {
 		return fmt.Errorf("builtin:nexmark: unknown query %q; available: %s", o.Query, strings.Join(NexmarkQueryNames(), ", "))
 	}
-	if o.Events == 0 {
-		return fmt.Errorf("builtin:nexmark: --events 0: give a positive number of events, or -1 to run until canceled")
+	if o.Events == 0 || o.Events < -1 {
+		return fmt.Errorf("builtin:nexmark: --events %d: give a positive number of events, or -1 to run until canceled", o.Events)
+	}
+	if o.Rate < 0 {
+		return fmt.Errorf("builtin:nexmark: --rate %g: give events per second, or 0 to generate as fast as possible", o.Rate)
 	}
 	cfg := nexmark.DefaultConfig()
 	cfg.MaxEvents = max(o.Events, 0)
