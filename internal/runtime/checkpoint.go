@@ -349,6 +349,11 @@ func (t *task) awaitRelease() error {
 				f(t)
 			}
 		case <-t.release:
+			// What was sent before the release (the notification of the
+			// checkpoint that let the job end) still runs.
+			for _, f := range t.mail.take() {
+				f(t)
+			}
 			return nil
 		case <-t.ctx.Done():
 			return ErrCanceled

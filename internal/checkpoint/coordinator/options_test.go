@@ -48,7 +48,13 @@ func TestOptionsFromConfig(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := config.FromMap(tc.set)
 			if err != nil {
-				t.Fatalf("FromMap: %v", err)
+				// Range checks refuse most bad values when they are set;
+				// the error names the key either way.
+				key, _, _ := strings.Cut(tc.wantErr, "=")
+				if tc.wantErr == "" || !strings.Contains(err.Error(), key) {
+					t.Fatalf("FromMap: %v", err)
+				}
+				return
 			}
 			got, err := OptionsFromConfig(c)
 			if tc.wantErr != "" {
