@@ -15,10 +15,12 @@ package operators
 //	                       (arrival order)                │ endTimers: heap of
 //	                                                      │ (due, window end)
 //
-// A record costs one key-group hash and one map lookup: its key's few live
+// A record costs one key-group hash and one map lookup (none when it has the
+// previous record's key, as runs of a hot key do): its key's few live
 // windows sit together in a slice sorted by end (a sliding window's record
 // belongs to size/slide of them, nearly always the last ones). Firing an end
-// walks, per key group, the keys that have that window. Accumulators are Go
+// walks, per key group, the keys that have that window, and without allowed
+// lateness drops each key's window in the same pass. Accumulators are Go
 // values, folded in place; only WindowProcess buffers elements. Keeping the
 // key group as the outer index preserves the unit of rescaling:
 // WindowStates walks the state key group by key group.
@@ -240,6 +242,14 @@ type windowOp[T any, K comparable, ACC, OUT any] struct {
 	endTimers timerHeap[endTimer]
 	freeKeys  []*keyWindows[K, ACC]
 	freeLists []*endKeys[K, ACC]
+	// winsPerRecord is how many windows a record belongs to.
+	winsPerRecord int
+	// last is the key of the latest record and its windows, in key group
+	// lastKgi, or nil: a run of records with one key (a hot key) skips
+	// encoding, hashing and looking up the key. It is always the key's
+	// entry in kgw[lastKgi].keys.
+	last    *keyWindows[K, ACC]
+	lastKgi int
 
 	// Session windows.
 	sessions      []map[K]*sessionList[ACC] // by key group - kgStart
@@ -353,6 +363,9 @@ func newWindowOp[T any, K comparable, ACC, OUT any](keying *Keying[T, K], spec W
 	if op.eventTime {
 		op.lateness = max(spec.AllowedLateness.Milliseconds(), 0)
 	}
+	if a := spec.Assigner; !op.merging && a.slide > 0 {
+		op.winsPerRecord = int(min((a.size+a.slide-1)/a.slide, 64))
+	}
 	return op
 }
 
@@ -376,11 +389,17 @@ func (op *windowOp[T, K, ACC, OUT]) Open(ctx *runtime.OperatorContext) error {
 
 func (op *windowOp[T, K, ACC, OUT]) ProcessElement(v T, ts int64) {
 	key := op.keying.Select(v)
-	op.keyBuf = op.keying.Encoder.Append(op.keyBuf[:0], key)
-	kgi := KeyGroupOf(op.keyBuf, op.maxP) - op.kgStart
-	if uint(kgi) >= uint(op.nGroups) {
-		runtime.Fail(fmt.Errorf("record with key %v belongs to key group %d, outside this subtask's key groups %v: "+
-			"the record reached the wrong subtask (keyed windows need a hash exchange on the same key)", key, kgi+op.kgStart, op.ctx.KeyGroups))
+	var kw *keyWindows[K, ACC]
+	var kgi int
+	if op.last != nil && op.last.key == key {
+		kw, kgi = op.last, op.lastKgi
+	} else {
+		op.keyBuf = op.keying.Encoder.Append(op.keyBuf[:0], key)
+		kgi = KeyGroupOf(op.keyBuf, op.maxP) - op.kgStart
+		if uint(kgi) >= uint(op.nGroups) {
+			runtime.Fail(fmt.Errorf("record with key %v belongs to key group %d, outside this subtask's key groups %v: "+
+				"the record reached the wrong subtask (keyed windows need a hash exchange on the same key)", key, kgi+op.kgStart, op.ctx.KeyGroups))
+		}
 	}
 	if op.eventTime {
 		if ts == runtime.NoTimestamp {
@@ -396,7 +415,6 @@ func (op *windowOp[T, K, ACC, OUT]) ProcessElement(v T, ts int64) {
 	}
 	op.winBuf = op.assigner.AssignWindows(op.winBuf[:0], ts)
 	skipped := true
-	var kw *keyWindows[K, ACC]
 	for _, w := range op.winBuf {
 		if op.eventTime && op.cleanupTime(w) <= op.wm {
 			continue // late: dropped for this window
@@ -404,6 +422,7 @@ func (op *windowOp[T, K, ACC, OUT]) ProcessElement(v T, ts int64) {
 		skipped = false
 		if kw == nil {
 			kw = op.keyWindowsOf(kgi, key)
+			op.last, op.lastKgi = kw, kgi
 		}
 		// The key's windows are sorted by end; a new record's windows are
 		// nearly always the last ones, so search from the back.
@@ -504,7 +523,9 @@ func (op *windowOp[T, K, ACC, OUT]) keyWindowsOf(kgi int, key K) *keyWindows[K, 
 		kw = op.freeKeys[n-1]
 		op.freeKeys = op.freeKeys[:n-1]
 	} else {
-		kw = &keyWindows[K, ACC]{}
+		// Room for the windows of one record: a key's windows never need
+		// to grow in the common case, one record per window slide or less.
+		kw = &keyWindows[K, ACC]{wins: make([]keyWindow[ACC], 0, op.winsPerRecord)}
 	}
 	kw.key = key
 	g.keys[key] = kw
@@ -552,26 +573,43 @@ func (op *windowOp[T, K, ACC, OUT]) advanceEnds(now int64) {
 		if we == nil || op.endDue(we) != et.due {
 			continue // superseded (a restore changed the window's state)
 		}
-		if !we.fired {
-			op.fireEnd(we)
+		switch {
+		case !we.fired && op.cleanupTime(we.w) <= now:
+			// No lateness to wait for (the usual case): fire and drop
+			// in one pass over the window's keys, not two.
+			op.fireEnd(we, true)
+		case !we.fired:
+			op.fireEnd(we, false)
 			we.fired = true
-			if c := op.cleanupTime(we.w); c > now {
-				op.endTimers.push(endTimer{due: c, end: et.end})
-				continue
-			}
+			op.endTimers.push(endTimer{due: op.cleanupTime(we.w), end: et.end})
+		default:
+			op.dropEnd(we)
 		}
-		op.dropEnd(we)
 	}
 }
 
 // fireEnd fires a window for all its keys: by key group, then in the order
-// the keys entered the window.
-func (op *windowOp[T, K, ACC, OUT]) fireEnd(we *windowEnd) {
+// the keys entered the window. With drop, it also drops the window, each
+// key's right after it fired.
+func (op *windowOp[T, K, ACC, OUT]) fireEnd(we *windowEnd, drop bool) {
 	slices.Sort(we.kgs)
+	end := we.w.End
 	for _, kgi := range we.kgs {
-		for _, kw := range op.kgw[kgi].byEnd[we.w.End].keys {
-			op.emit(kw.key, we.w, kw.wins[kw.find(we.w.End)].acc)
+		g := &op.kgw[kgi]
+		l := g.byEnd[end]
+		for _, kw := range l.keys {
+			i := kw.find(end)
+			op.emit(kw.key, we.w, kw.wins[i].acc)
+			if drop {
+				op.dropKeyWindow(g, kw, i)
+			}
 		}
+		if drop {
+			op.dropEndList(g, end, l)
+		}
+	}
+	if drop {
+		delete(op.ends, end)
 	}
 }
 
@@ -583,25 +621,38 @@ func (op *windowOp[T, K, ACC, OUT]) dropEnd(we *windowEnd) {
 		g := &op.kgw[kgi]
 		l := g.byEnd[end]
 		for _, kw := range l.keys {
-			i := kw.find(end)
-			kw.wins = slices.Delete(kw.wins, i, i+1) // zeroes the freed element
-			if len(kw.wins) == 0 {
-				delete(g.keys, kw.key)
-				if len(op.freeKeys) < 4096 {
-					var zero K
-					kw.key = zero
-					op.freeKeys = append(op.freeKeys, kw)
-				}
-			}
+			op.dropKeyWindow(g, kw, kw.find(end))
 		}
-		delete(g.byEnd, end)
-		if len(op.freeLists) < 2*op.nGroups+16 {
-			clear(l.keys)
-			l.keys = l.keys[:0]
-			op.freeLists = append(op.freeLists, l)
-		}
+		op.dropEndList(g, end, l)
 	}
 	delete(op.ends, end)
+}
+
+// dropKeyWindow drops key kw's window i; a key left without windows is
+// forgotten.
+func (op *windowOp[T, K, ACC, OUT]) dropKeyWindow(g *kgWindows[K, ACC], kw *keyWindows[K, ACC], i int) {
+	kw.wins = slices.Delete(kw.wins, i, i+1) // zeroes the freed element
+	if len(kw.wins) == 0 {
+		delete(g.keys, kw.key)
+		if op.last == kw {
+			op.last = nil
+		}
+		if len(op.freeKeys) < 4096 {
+			var zero K
+			kw.key = zero
+			op.freeKeys = append(op.freeKeys, kw)
+		}
+	}
+}
+
+// dropEndList forgets key group g's list l of the keys with window end.
+func (op *windowOp[T, K, ACC, OUT]) dropEndList(g *kgWindows[K, ACC], end int64, l *endKeys[K, ACC]) {
+	delete(g.byEnd, end)
+	if len(op.freeLists) < 2*op.nGroups+16 {
+		clear(l.keys)
+		l.keys = l.keys[:0]
+		op.freeLists = append(op.freeLists, l)
+	}
 }
 
 // Session windows.
