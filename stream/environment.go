@@ -161,7 +161,12 @@ func (e *Environment) ExecuteContext(ctx context.Context, name string) (err erro
 	if !e.launch.Quiet {
 		fmt.Fprintf(os.Stderr, "weir: job %s (%s) running on the embedded cluster, %d tasks\n", name, jg.JobId, countSubtasks(jg))
 	}
-	err = minicluster.Run(ctx, &runtime.Job{Graph: jg, Factories: factories}, e.cfg)
+	err = minicluster.Run(ctx, &runtime.Job{Graph: jg, Factories: factories}, e.cfg, minicluster.RunOptions{
+		JobID:                 jg.JobId,
+		FromSavepoint:         e.launch.FromSavepoint,
+		AllowNonRestoredState: e.launch.AllowNonRestoredState,
+		Log:                   e.progress,
+	})
 	if errors.Is(err, runtime.ErrCanceled) {
 		err = ErrJobCanceled
 	}
@@ -178,6 +183,13 @@ func (e *Environment) ExecuteContext(ctx context.Context, name string) (err erro
 		return fmt.Errorf("job %q failed: %w", name, err)
 	}
 	return err
+}
+
+// progress prints a progress line on stderr unless the launch is quiet.
+func (e *Environment) progress(format string, args ...any) {
+	if !e.launch.Quiet {
+		fmt.Fprintf(os.Stderr, "weir: "+format+"\n", args...)
+	}
 }
 
 func countSubtasks(jg *pb.JobGraph) int {

@@ -29,6 +29,9 @@ type jobOptions struct {
 	parallelism int
 	defines     []string
 	jobmanager  string
+
+	fromSavepoint         string
+	allowNonRestoredState bool
 }
 
 func (o *jobOptions) register(cmd *cobra.Command) {
@@ -37,6 +40,9 @@ func (o *jobOptions) register(cmd *cobra.Command) {
 	f.IntVarP(&o.parallelism, "parallelism", "p", 0, "default parallelism of the job (default: config, else the number of cores)")
 	f.StringArrayVarP(&o.defines, "define", "D", nil, "configuration key=value (Flink key names), repeatable")
 	f.StringVar(&o.jobmanager, "jobmanager", "", "address of a session cluster to submit to (default: run on an embedded local cluster)")
+	f.StringVarP(&o.fromSavepoint, "from-savepoint", "s", "", "start from this savepoint or retained checkpoint directory (…/<job-id>/chk-<n>)")
+	f.BoolVarP(&o.allowNonRestoredState, "allow-non-restored-state", "n", false,
+		"with --from-savepoint: skip state of operators the job no longer has instead of failing")
 }
 
 // settings validates the options into launch settings.
@@ -59,7 +65,11 @@ func (o *jobOptions) settings(mode launch.Mode) (*launch.Settings, error) {
 	if _, err := config.FromMap(cfg); err != nil {
 		return nil, err
 	}
-	return &launch.Settings{Mode: mode, Parallelism: o.parallelism, Config: cfg}, nil
+	if o.allowNonRestoredState && o.fromSavepoint == "" {
+		return nil, fmt.Errorf("--allow-non-restored-state needs --from-savepoint PATH")
+	}
+	return &launch.Settings{Mode: mode, Parallelism: o.parallelism, Config: cfg,
+		FromSavepoint: o.fromSavepoint, AllowNonRestoredState: o.allowNonRestoredState}, nil
 }
 
 func runCommand() *cobra.Command {

@@ -51,6 +51,10 @@ type Settings struct {
 	Quiet bool
 	// OnEnd is told how each Execute ended.
 	OnEnd func(Result)
+	// FromSavepoint is a savepoint or retained checkpoint to start from;
+	// AllowNonRestoredState skips its state of operators the job lacks.
+	FromSavepoint         string
+	AllowNonRestoredState bool
 }
 
 // Result is how a job's Execute ended, as a child job process reports it to
@@ -117,6 +121,9 @@ type wire struct {
 	// ResultFile receives the Result of Execute (JSON).
 	ResultFile string `json:"resultFile,omitempty"`
 	Quiet      bool   `json:"quiet,omitempty"`
+
+	FromSavepoint         string `json:"fromSavepoint,omitempty"`
+	AllowNonRestoredState bool   `json:"allowNonRestoredState,omitempty"`
 }
 
 // Encode returns the EnvVar value that passes s to a child job process,
@@ -124,7 +131,8 @@ type wire struct {
 // Execute to resultFile; either may be empty.
 func Encode(s *Settings, planFile, resultFile string) (string, error) {
 	b, err := json.Marshal(wire{Mode: s.Mode, Parallelism: s.Parallelism, Config: s.Config,
-		PlanFile: planFile, ResultFile: resultFile, Quiet: s.Quiet})
+		PlanFile: planFile, ResultFile: resultFile, Quiet: s.Quiet,
+		FromSavepoint: s.FromSavepoint, AllowNonRestoredState: s.AllowNonRestoredState})
 	return string(b), err
 }
 
@@ -140,7 +148,8 @@ func init() {
 		fmt.Fprintf(os.Stderr, "weir: ignoring malformed %s: %v\n", EnvVar, err)
 		return
 	}
-	s := &Settings{Mode: w.Mode, Parallelism: w.Parallelism, Config: w.Config, Quiet: w.Quiet}
+	s := &Settings{Mode: w.Mode, Parallelism: w.Parallelism, Config: w.Config, Quiet: w.Quiet,
+		FromSavepoint: w.FromSavepoint, AllowNonRestoredState: w.AllowNonRestoredState}
 	if w.Mode == Plan && w.PlanFile != "" {
 		file := w.PlanFile
 		s.OnPlan = func(jg *pb.JobGraph) {

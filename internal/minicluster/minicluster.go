@@ -7,12 +7,31 @@ import (
 	"context"
 
 	"github.com/weirstream/weir/internal/config"
+	"github.com/weirstream/weir/internal/jobmaster"
 	"github.com/weirstream/weir/internal/runtime"
 )
 
-// Run executes job to its end on this process.
-func Run(ctx context.Context, job *runtime.Job, cfg *config.Config) error {
-	return runtime.Execute(ctx, job, Options(cfg))
+// RunOptions are the options of one run besides the configuration.
+type RunOptions struct {
+	JobID                 string
+	FromSavepoint         string
+	AllowNonRestoredState bool
+	// Log receives progress lines (restores, restarts).
+	Log func(format string, args ...any)
+}
+
+// Run executes job to its end on this process: a job master drives
+// checkpoints and restarts, and the tasks run in this process.
+func Run(ctx context.Context, job *runtime.Job, cfg *config.Config, o RunOptions) error {
+	base := Options(cfg)
+	return jobmaster.Run(ctx, job, jobmaster.Options{
+		JobID: o.JobID, Config: cfg, FromSavepoint: o.FromSavepoint, AllowNonRestoredState: o.AllowNonRestoredState, Log: o.Log,
+		Deploy: func(ctx context.Context, hooks runtime.CheckpointHooks, restore map[string]*runtime.RestoredState) (jobmaster.Execution, error) {
+			opts := base
+			opts.Checkpoints, opts.Restore = hooks, restore
+			return runtime.Start(ctx, job, opts)
+		},
+	})
 }
 
 // Options translates the configuration into executor options.

@@ -105,6 +105,20 @@ func (r *RestoredState) RestoreTimers(svc *state.TimerService) {
 	}
 }
 
+// RestoreError is an operator's failure to open with restored state. It is
+// not worth a restart from the same checkpoint: the state or the job must
+// change.
+type RestoreError struct {
+	Checkpoint int64
+	Err        error
+}
+
+func (e *RestoreError) Error() string {
+	return fmt.Sprintf("cannot restore from checkpoint %d: %v", e.Checkpoint, e.Err)
+}
+
+func (e *RestoreError) Unwrap() error { return e.Err }
+
 // TaskAck reports one subtask's part of a checkpoint.
 type TaskAck struct {
 	Checkpoint int64

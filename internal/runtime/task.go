@@ -116,6 +116,10 @@ func (t *task) run() (err error) {
 		t.cur = i
 		t.ops[i].opened = true
 		if err := t.ops[i].inst.Op.Open(t.opContext(i)); err != nil {
+			if r := t.restore[t.ops[i].uid]; r != nil {
+				// Restoring the same state again would fail the same way.
+				err = &RestoreError{Checkpoint: r.Checkpoint, Err: err}
+			}
 			return t.opError(i, err)
 		}
 	}
