@@ -7,6 +7,13 @@
 // subtask's goroutine, so a reader needs no locking; Read should emit a modest
 // batch (tens to a few thousand records) and return, so the subtask can react
 // to checkpoints and cancellation between calls.
+//
+// With checkpoints on, sources and sinks take part in them through optional
+// interfaces: a reader that implements CheckpointedReader stores its
+// position, and the job resumes it from there after a failure; a writer
+// that implements TwoPhaseCommitWriter publishes its output only when a
+// checkpoint that covers it completes, so that replayed records are not
+// written twice. Together they make a job's output exactly-once.
 package connector
 
 // SourceContext tells a source which parallel subtask is opening it.
@@ -65,11 +72,38 @@ type SourceOutput[T any] interface {
 	CollectWithTimestamp(v T, timestamp int64)
 }
 
+// LimitedReader is implemented by readers that can cap the records one Read
+// emits. A wrapper that lets records through at a pace, such as
+// source.RateLimited, asks for no more than it can pass on, so it never
+// holds records that the reader's checkpointed position already counts as
+// emitted. Readers of sources meant to be wrapped should implement it.
+type LimitedReader[T any] interface {
+	SourceReader[T]
+	// ReadAtMost is Read emitting at most max records; max >= 1.
+	ReadAtMost(out SourceOutput[T], max int) (ReadStatus, error)
+}
+
 // SinkContext tells a sink which parallel subtask is opening it.
 type SinkContext struct {
 	OperatorName string
 	Subtask      int
 	Parallelism  int
+	// Checkpointing is set when the job takes checkpoints. A writer that
+	// implements TwoPhaseCommitWriter then makes its output visible only
+	// in Commit, and its Finish only flushes: the last output is committed
+	// by the checkpoint that follows the end of input.
+	Checkpointing bool
+	// RestoredCheckpoint is the id of the checkpoint or savepoint the job
+	// resumes from; 0 on a fresh start.
+	RestoredCheckpoint int64
+	// Restored holds, when the job resumes from a checkpoint, the
+	// descriptions that PrepareCommit returned in the old subtasks (all of
+	// them, whatever the parallelism now) and that were not known to be
+	// committed when the checkpoint was taken, oldest first within each old
+	// subtask. Right after Open the runtime passes them to Commit, each to
+	// exactly one new subtask. Open uses them to tell the leftovers of a
+	// failed attempt (which it removes) from output about to be committed.
+	Restored [][]byte
 }
 
 // Sink is a parallel destination for records of type T.
@@ -84,4 +118,33 @@ type SinkWriter[T any] interface {
 	Write(v T, timestamp int64) error
 	Finish() error
 	Close() error
+}
+
+// TwoPhaseCommitWriter is implemented by writers that make their output
+// visible exactly once although the job may fail and replay input: output
+// becomes visible only when a checkpoint that covers it completes.
+//
+//	Write … Write | PrepareCommit(c) | Write …   (barrier of checkpoint c)
+//	                 └ description d stored in checkpoint c
+//	checkpoint c completes         → Commit([d]): d's output becomes visible
+//	failure, restore from c        → Commit([d]) again, then replay after c
+//
+// The runtime uses it only when SinkContext.Checkpointing is set, or to
+// commit the descriptions of a restored checkpoint. Without checkpoints a
+// writer commits in Finish.
+type TwoPhaseCommitWriter[T any] interface {
+	SinkWriter[T]
+	// PrepareCommit runs at the checkpoint's barrier: it closes the
+	// output written since the last PrepareCommit, makes it durable but not
+	// yet visible, and returns a description that lets Commit publish it,
+	// in this or any later attempt of the job. It returns nil when there
+	// is nothing to commit. It may be called after Finish.
+	PrepareCommit(checkpoint int64) ([]byte, error)
+	// Commit makes the described output visible, in the order given (the
+	// order it was prepared in). It must be idempotent: after a failure the
+	// descriptions of the restored checkpoint are committed again, some of
+	// them perhaps already in full, one perhaps in part. The descriptions
+	// may come from another subtask of the job, or from a run with another
+	// parallelism.
+	Commit(pending [][]byte) error
 }

@@ -226,8 +226,6 @@ func TestFileErrors(t *testing.T) {
 			[]string{"does not exist", "create it"}, fs.ErrNotExist},
 		{"parent is a file", filepath.Join(aFile, "out.txt"), 1, nil,
 			[]string{"is not a directory"}, nil},
-		{"single output is a directory", aDir, 1, nil,
-			[]string{`output "` + aDir + `" is a directory`, "remove it or choose another output path"}, nil},
 		{"part directory is a file", aFile, 3, nil,
 			[]string{`output "` + aFile + `" is a file`, "parallelism 3", "set the sink's parallelism to 1"}, nil},
 		{"empty path", "", 1, nil, []string{"output path is empty"}, nil},
@@ -266,5 +264,22 @@ func TestFilePermissionDenied(t *testing.T) {
 	_, err := Lines(filepath.Join(dir, "out.txt")).Open(connector.SinkContext{OperatorName: "out", Parallelism: 1})
 	if err == nil || !strings.Contains(err.Error(), "permission denied") || !strings.Contains(err.Error(), "grant write access to \""+dir+"\"") {
 		t.Fatalf("got %v, want a permission error that names %s", err, dir)
+	}
+}
+
+// A directory, or a path ending in a separator, is a directory of parts even
+// with parallelism 1: a job that ran with more subtasks can run with one.
+func TestFileDirectoryWithOneSubtask(t *testing.T) {
+	base := t.TempDir()
+	for _, path := range []string{filepath.Join(base, "new") + string(filepath.Separator), filepath.Join(base, "new")} {
+		w := openSink(t, Lines(path), 0, 1)
+		write(t, w, "x")
+		if err := w.Finish(); err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+		if got := readString(t, filepath.Join(base, "new", "part-0")); got != "x\n" {
+			t.Fatalf("%s: part-0 = %q", path, got)
+		}
 	}
 }

@@ -24,26 +24,30 @@
 // must be the same in every process: a path must name the same file on every
 // host, and a slice must be built deterministically.
 //
-// # Reader state and checkpoints
+// # Checkpoints
 //
-// Sources are not checkpointed yet. The readers keep all their progress in
-// plain fields so a later change can snapshot and restore it: the readers of
-// TextFile, FromSlice and Generator implement [Positioned], whose Position is
-// the one number a restored reader needs to continue where it stopped (given
-// the same path, slice or generator and the same parallelism).
+// Every reader here implements connector.CheckpointedReader, so a job with
+// checkpoints resumes after a failure (or from a savepoint) exactly where
+// its sources were: each record is emitted once over the job's life. The
+// state is small and self-describing (a version byte, a kind byte, varints)
+// and a damaged or foreign state fails Open with an error naming the source
+// and the old subtask. A restore may change the parallelism; each new
+// subtask then works out, from the states of all old subtasks, what of its
+// new share they had not emitted:
+//
+//	TextFile      the state is the ranges of line starts not read yet; a new subtask
+//	              reads what of its new byte ranges is still in them. The input must
+//	              be the same files of the same sizes, or Open fails.
+//	FromSlice,    the state says which indices of the subtask's residue classes were
+//	Generator     emitted (see IndexShare); a new subtask emits the rest of its new
+//	              share in increasing order, so 2 → 3 → 1 is exact.
+//	RateLimited   the wrapped reader's state: the readers here never emit more than
+//	              the limiter lets out (connector.LimitedReader), so nothing is held.
+//
+// The values given to the constructors must be the same in the restored job
+// as in the one that took the checkpoint, as they must be in every process
+// of one run.
 package source
-
-// Positioned is implemented by readers whose progress is one resumable
-// offset: the byte offset of the next line of a TextFile reader (counted over
-// the reader's input files laid end to end, in sorted order), or the next
-// index of a FromSlice or Generator reader. A reader restored at that
-// position emits exactly the records the original had not emitted yet.
-//
-// RateLimited readers do not implement it: they may hold records that the
-// wrapped reader has produced but the limit has not let out yet.
-type Positioned interface {
-	Position() int64
-}
 
 // batchSize is how many records a reader emits per Read at most: enough to
 // amortize the call, small enough that the subtask reacts to checkpoints and

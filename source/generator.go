@@ -11,6 +11,9 @@ import (
 // subtasks together generate every index once. gen runs on the subtasks'
 // goroutines concurrently and must be a pure function of the index.
 //
+// Its readers are checkpointed: a restored job generates exactly the indices
+// it had not emitted, with any parallelism (see IndexShare).
+//
 // The records carry no event timestamp; assign one with a watermark strategy:
 //
 //	gen := source.Generator(1_000_000, func(i int64) Event { return Event{ID: i, Time: base + i} })
@@ -29,37 +32,36 @@ func (s generatorSource[T]) Open(ctx connector.SourceContext) (connector.SourceR
 	if s.gen == nil {
 		return nil, fmt.Errorf("source %q: Generator was given a nil function; pass a func(index int64) T", ctx.OperatorName)
 	}
-	p := max(ctx.Parallelism, 1)
-	if ctx.Subtask < 0 || ctx.Subtask >= p {
-		return nil, fmt.Errorf("source %q: subtask %d is out of range for parallelism %d", ctx.OperatorName, ctx.Subtask, p)
+	share, err := NewIndexShare(ctx, s.count)
+	if err != nil {
+		return nil, err
 	}
-	return &generatorReader[T]{count: s.count, gen: s.gen, next: int64(ctx.Subtask), step: int64(p)}, nil
+	return &generatorReader[T]{gen: s.gen, share: share}, nil
 }
 
-// generatorReader's progress is next, the next index to generate.
+// generatorReader's progress is its share of the indices.
 type generatorReader[T any] struct {
-	count int64
 	gen   func(int64) T
-	next  int64
-	step  int64
+	share *IndexShare
 }
 
-// Position implements Positioned: the next index to generate.
-func (r *generatorReader[T]) Position() int64 { return r.next }
+// SnapshotState implements connector.CheckpointedReader.
+func (r *generatorReader[T]) SnapshotState() ([]byte, error) { return r.share.SnapshotState() }
 
 func (r *generatorReader[T]) Read(out connector.SourceOutput[T]) (connector.ReadStatus, error) {
-	if r.count < 0 {
-		for range batchSize {
-			out.Collect(r.gen(r.next))
-			r.next += r.step
+	return r.ReadAtMost(out, batchSize)
+}
+
+// ReadAtMost implements connector.LimitedReader.
+func (r *generatorReader[T]) ReadAtMost(out connector.SourceOutput[T], n int) (connector.ReadStatus, error) {
+	for range min(n, batchSize) {
+		i, ok := r.share.Next()
+		if !ok {
+			break
 		}
-		return connector.MoreAvailable, nil
+		out.Collect(r.gen(i))
 	}
-	for n := 0; n < batchSize && r.next < r.count; n++ {
-		out.Collect(r.gen(r.next))
-		r.next += r.step
-	}
-	if r.next >= r.count {
+	if r.share.Done() {
 		return connector.EndOfInput, nil
 	}
 	return connector.MoreAvailable, nil

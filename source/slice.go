@@ -1,7 +1,6 @@
 package source
 
 import (
-	"fmt"
 	"slices"
 
 	"github.com/weirstream/weir/connector"
@@ -10,6 +9,10 @@ import (
 // FromSlice emits the elements of vals and ends: a bounded source for tests
 // and examples. Subtask i of p emits elements i, i+p, i+2p, … in that order.
 // The records carry no event timestamp. vals is copied.
+//
+// Its readers are checkpointed: a restored job emits exactly the elements
+// it had not emitted, with any parallelism (see IndexShare), provided vals
+// is the same.
 func FromSlice[T any](vals []T) connector.Source[T] {
 	return sliceSource[T]{vals: slices.Clone(vals)}
 }
@@ -26,35 +29,42 @@ type sliceSource[T any] struct {
 }
 
 func (s sliceSource[T]) Open(ctx connector.SourceContext) (connector.SourceReader[T], error) {
-	p := max(ctx.Parallelism, 1)
-	if ctx.Subtask < 0 || ctx.Subtask >= p {
-		return nil, fmt.Errorf("source %q: subtask %d is out of range for parallelism %d", ctx.OperatorName, ctx.Subtask, p)
+	share, err := NewIndexShare(ctx, int64(len(s.vals)))
+	if err != nil {
+		return nil, err
 	}
-	return &sliceReader[T]{vals: s.vals, ts: s.ts, next: ctx.Subtask, step: p}, nil
+	return &sliceReader[T]{vals: s.vals, ts: s.ts, share: share}, nil
 }
 
-// sliceReader's progress is next, the index of the next element to emit.
+// sliceReader's progress is its share of the slice's indices.
 type sliceReader[T any] struct {
-	vals []T
-	ts   func(T) int64
-	next int
-	step int
+	vals  []T
+	ts    func(T) int64
+	share *IndexShare
 }
 
-// Position implements Positioned: the index of the next element to emit.
-func (r *sliceReader[T]) Position() int64 { return int64(r.next) }
+// SnapshotState implements connector.CheckpointedReader.
+func (r *sliceReader[T]) SnapshotState() ([]byte, error) { return r.share.SnapshotState() }
 
 func (r *sliceReader[T]) Read(out connector.SourceOutput[T]) (connector.ReadStatus, error) {
-	for n := 0; n < batchSize && r.next < len(r.vals); n++ {
-		v := r.vals[r.next]
+	return r.ReadAtMost(out, batchSize)
+}
+
+// ReadAtMost implements connector.LimitedReader.
+func (r *sliceReader[T]) ReadAtMost(out connector.SourceOutput[T], n int) (connector.ReadStatus, error) {
+	for range min(n, batchSize) {
+		i, ok := r.share.Next()
+		if !ok {
+			break
+		}
+		v := r.vals[i]
 		if r.ts != nil {
 			out.CollectWithTimestamp(v, r.ts(v))
 		} else {
 			out.Collect(v)
 		}
-		r.next += r.step
 	}
-	if r.next >= len(r.vals) {
+	if r.share.Done() {
 		return connector.EndOfInput, nil
 	}
 	return connector.MoreAvailable, nil

@@ -65,18 +65,6 @@ func TestFromSliceWithTimestamps(t *testing.T) {
 	}
 }
 
-func TestSlicePosition(t *testing.T) {
-	r, _ := FromSlice(make([]int, 3000)).Open(connector.SourceContext{Subtask: 1, Parallelism: 2})
-	pr := r.(Positioned)
-	if pr.Position() != 1 {
-		t.Fatalf("Position = %d, want 1", pr.Position())
-	}
-	r.Read(&recorder[int]{})
-	if want := int64(1 + 2*batchSize); pr.Position() != want {
-		t.Fatalf("Position after one batch = %d, want %d", pr.Position(), want)
-	}
-}
-
 func TestGeneratorBounded(t *testing.T) {
 	for _, count := range []int64{0, 1, 7, 10_000} {
 		for p := 1; p <= 7; p++ {
@@ -120,8 +108,24 @@ func TestGeneratorUnbounded(t *testing.T) {
 			t.Fatalf("record %d = %d, want %d", j, g.v, 2+3*j)
 		}
 	}
-	if got, want := r.(Positioned).Position(), int64(2+3*5*batchSize); got != want {
-		t.Fatalf("Position = %d, want %d", got, want)
+	// Resumed from its state, it goes on with the next index of its share.
+	state, err := r.(connector.CheckpointedReader).SnapshotState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	restored := make([][]byte, 3)
+	for i := range restored {
+		restored[i] = indexState(t, int64(i), 3, int64(i+3*5*batchSize))
+	}
+	restored[2] = state
+	r, err = Generator(-1, func(i int64) int64 { return i }).Open(connector.SourceContext{Subtask: 2, Parallelism: 3, Restored: restored})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out = recorder[int64]{}
+	r.Read(&out)
+	if got, want := out.got[0].v, int64(2+3*5*batchSize); got != want {
+		t.Fatalf("first record after the restore = %d, want %d", got, want)
 	}
 }
 

@@ -2,6 +2,7 @@ package source
 
 import (
 	"bufio"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"math/bits"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/weirstream/weir/connector"
@@ -49,6 +51,12 @@ const (
 //
 // Every subtask lists and sizes the input when it opens, so the input must
 // not change while the job runs.
+//
+// Its readers are checkpointed: their state is the ranges of line starts
+// they have yet to read. A restored job reads exactly the lines it had not
+// emitted, with the same parallelism or another (a new subtask reads what
+// of its new range no old subtask had read); a restore over an input whose
+// files or size changed fails.
 func TextFile(path string) connector.Source[string] {
 	return textFileSource{path: path, bufSize: textBufferSize}
 }
@@ -76,13 +84,21 @@ func (s textFileSource) Open(ctx connector.SourceContext) (connector.SourceReade
 	if ctx.Subtask < 0 || ctx.Subtask >= p {
 		return nil, fmt.Errorf("source %q: subtask %d is out of range for parallelism %d", ctx.OperatorName, ctx.Subtask, p)
 	}
-	return &textFileReader{
-		op:       ctx.OperatorName,
-		files:    files,
-		subtask:  ctx.Subtask,
-		parallel: p,
-		bufSize:  max(s.bufSize, 16),
-	}, nil
+	r := &textFileReader{
+		op:      ctx.OperatorName,
+		path:    s.path,
+		files:   files,
+		bufSize: max(s.bufSize, 16),
+		open:    -1,
+	}
+	todo := []textSpan{{start: 0, end: totalSize(files)}}
+	if len(ctx.Restored) > 0 {
+		if todo, err = r.restoredTodo(ctx.Restored); err != nil {
+			return nil, err
+		}
+	}
+	r.spans = shareOf(files, ctx.Subtask, p, todo)
+	return r, nil
 }
 
 // listInput resolves path to the files to read, with errors that say what to
@@ -146,66 +162,159 @@ func splitPoint(i, p int, size int64) int64 {
 	return int64(q)
 }
 
-// textFileReader reads one subtask's byte ranges of the input files in order.
+// textFileReader reads the lines that start in its spans, in order: at
+// first its byte ranges of the input files, after a restore what of its new
+// ranges no old subtask had read.
 //
-// Its progress is (file, pos): the index of the file being read and the
-// offset in it where the next line starts; Position folds the two into one
-// number. Everything else is derived from those and the input listing.
+// Its progress is the spans left and, in the first, pos: where the next
+// line starts. Everything else is derived from those and the input listing.
 type textFileReader struct {
-	op       string
-	files    []inputFile
-	subtask  int
-	parallel int
-	bufSize  int
+	op      string
+	path    string
+	files   []inputFile
+	bufSize int
 
-	file int   // index in files of the file being read, or the next one to open
-	pos  int64 // offset in files[file] where the next line starts
-	end  int64 // end of this subtask's range of files[file]
+	spans  []textSpan // still to read; offsets are file-relative
+	opened bool       // the reader is positioned in spans[0], at pos
+	pos    int64
 
-	f    *os.File      // nil between files
+	f    *os.File      // the input file being read, nil between files
+	open int           // index in files of f, -1 for none
 	r    *bufio.Reader // reused across files
 	line []byte        // assembles lines longer than the read buffer
 }
 
-// Position implements Positioned: the offset of the next line to read, with
-// the input's files laid end to end in name order.
-func (r *textFileReader) Position() int64 {
-	if r.file >= len(r.files) {
-		return r.totalSize()
-	}
-	if r.f == nil {
-		return r.files[r.file].base + splitPoint(r.subtask, r.parallel, r.files[r.file].size)
-	}
-	return r.files[r.file].base + r.pos
+// textSpan is a range of offsets at which lines to read start: [start, end)
+// of files[file], or, in todo lists, of the files laid end to end.
+type textSpan struct {
+	file       int
+	start, end int64
 }
 
-func (r *textFileReader) totalSize() int64 {
-	last := r.files[len(r.files)-1]
+func totalSize(files []inputFile) int64 {
+	last := files[len(files)-1]
 	return last.base + last.size
 }
 
-func (r *textFileReader) Read(out connector.SourceOutput[string]) (connector.ReadStatus, error) {
-	lines, size := 0, 0
-	for lines < batchSize && size < textBatchBytes {
-		if r.f == nil {
-			if r.file >= len(r.files) {
-				return connector.EndOfInput, nil
+// shareOf returns the spans of subtask i of p: the parts of todo (sorted,
+// disjoint, in end-to-end offsets) in its byte range of each file.
+func shareOf(files []inputFile, i, p int, todo []textSpan) []textSpan {
+	var spans []textSpan
+	t := 0
+	for fi, in := range files {
+		lo := in.base + splitPoint(i, p, in.size)
+		hi := in.base + splitPoint(i+1, p, in.size)
+		for t < len(todo) && todo[t].end <= lo {
+			t++
+		}
+		for u := t; u < len(todo) && todo[u].start < hi; u++ {
+			if a, b := max(lo, todo[u].start), min(hi, todo[u].end); a < b {
+				spans = append(spans, textSpan{file: fi, start: a - in.base, end: b - in.base})
 			}
-			if err := r.openFile(); err != nil {
+		}
+	}
+	return spans
+}
+
+// SnapshotState implements connector.CheckpointedReader: the spans left, in
+// end-to-end offsets, with the size of the input to check it is the same.
+//
+//	version 't' totalSize fileCount spanCount (start-prevEnd, end-start)…
+func (r *textFileReader) SnapshotState() ([]byte, error) {
+	e := newStateEncoder(kindTextFile)
+	e.uvarint(uint64(totalSize(r.files)))
+	e.uvarint(uint64(len(r.files)))
+	todo := make([]textSpan, 0, len(r.spans))
+	for i, sp := range r.spans {
+		if i == 0 && r.opened {
+			sp.start = r.pos
+		}
+		if sp.start >= sp.end {
+			continue
+		}
+		base := r.files[sp.file].base
+		todo = append(todo, textSpan{start: base + sp.start, end: base + sp.end})
+	}
+	e.uvarint(uint64(len(todo)))
+	var prev int64
+	for _, sp := range todo {
+		e.uvarint(uint64(sp.start - prev))
+		e.uvarint(uint64(sp.end - sp.start))
+		prev = sp.end
+	}
+	return e.b, nil
+}
+
+// restoredTodo merges what the old subtasks had left to read.
+func (r *textFileReader) restoredTodo(restored [][]byte) ([]textSpan, error) {
+	total := totalSize(r.files)
+	var todo []textSpan
+	for j, b := range restored {
+		d := decodeState(b, kindTextFile)
+		size, nfiles := d.int63("input size"), d.int63("file count")
+		if d.err == nil && (size != total || nfiles != int64(len(r.files))) {
+			return nil, fmt.Errorf("source %q: cannot resume from the checkpoint: the input %q changed since: it had %d files of %d bytes in all, now %d of %d; "+
+				"TextFile resumes only over the same input: restore it, or start the job without the checkpoint", r.op, r.path, nfiles, size, len(r.files), total)
+		}
+		n := d.int63("span count")
+		var prev int64
+		for range n {
+			if d.err != nil {
+				break
+			}
+			gap, length := d.int63("span start"), d.int63("span length")
+			sp := textSpan{start: prev + gap, end: prev + gap + length}
+			if d.err == nil && (length == 0 || sp.start < prev || sp.end > total || sp.end < sp.start) {
+				d.fail("span [%d, %d) is empty, out of order or beyond the input's %d bytes", sp.start, sp.end, total)
+			}
+			todo = append(todo, sp)
+			prev = sp.end
+		}
+		if err := d.finish(); err != nil {
+			return nil, restoreError(r.op, j, len(restored), err)
+		}
+	}
+	slices.SortFunc(todo, func(a, b textSpan) int { return cmp.Compare(a.start, b.start) })
+	merged := todo[:0]
+	for _, sp := range todo {
+		if n := len(merged); n > 0 && sp.start <= merged[n-1].end {
+			merged[n-1].end = max(merged[n-1].end, sp.end)
+			continue
+		}
+		merged = append(merged, sp)
+	}
+	return merged, nil
+}
+
+func (r *textFileReader) Read(out connector.SourceOutput[string]) (connector.ReadStatus, error) {
+	return r.ReadAtMost(out, batchSize)
+}
+
+// ReadAtMost implements connector.LimitedReader.
+func (r *textFileReader) ReadAtMost(out connector.SourceOutput[string], max int) (connector.ReadStatus, error) {
+	lines, size := 0, 0
+	for lines < min(max, batchSize) && size < textBatchBytes {
+		if len(r.spans) == 0 {
+			r.closeFile()
+			return connector.EndOfInput, nil
+		}
+		sp := &r.spans[0]
+		if !r.opened {
+			if err := r.openSpan(); err != nil {
 				return 0, err
 			}
 			continue
 		}
-		if r.pos >= r.end {
-			r.nextFile()
+		if r.pos >= sp.end {
+			r.nextSpan()
 			continue
 		}
 		line, n, err := r.readLine()
 		if err != nil {
-			return 0, fmt.Errorf("source %q: reading input file %q at byte %d: %w", r.op, r.files[r.file].path, r.pos, err)
+			return 0, fmt.Errorf("source %q: reading input file %q at byte %d: %w", r.op, r.files[sp.file].path, r.pos, err)
 		}
 		if n == 0 { // the file ended early: it shrank since it was listed
-			r.nextFile()
+			r.nextSpan()
 			continue
 		}
 		r.pos += int64(n)
@@ -213,52 +322,66 @@ func (r *textFileReader) Read(out connector.SourceOutput[string]) (connector.Rea
 		lines++
 		size += n
 	}
+	if len(r.spans) == 0 {
+		r.closeFile()
+		return connector.EndOfInput, nil
+	}
 	return connector.MoreAvailable, nil
 }
 
-// openFile opens files[file] and positions the reader at the first line that
-// starts in this subtask's range; a file whose range is empty is skipped
-// without being opened.
-func (r *textFileReader) openFile() error {
-	in := r.files[r.file]
-	start := splitPoint(r.subtask, r.parallel, in.size)
-	r.end = splitPoint(r.subtask+1, r.parallel, in.size)
-	if start >= r.end {
-		r.file++
-		return nil
+// nextSpan drops the span just read; the file stays open for the next span
+// if it is in the same file.
+func (r *textFileReader) nextSpan() {
+	r.spans = r.spans[1:]
+	r.opened = false
+	if len(r.spans) == 0 || r.spans[0].file != r.open {
+		r.closeFile()
 	}
-	f, err := os.Open(in.path)
-	if err != nil {
-		return inputError(r.op, "input file", in.path, err)
+}
+
+func (r *textFileReader) closeFile() {
+	if r.f != nil {
+		r.f.Close() // read-only: a close error loses nothing
+		r.f, r.open = nil, -1
 	}
-	r.f = f
-	if r.r == nil {
-		r.r = bufio.NewReaderSize(f, r.bufSize)
-	} else {
-		r.r.Reset(f)
+}
+
+// openSpan positions the reader at the first line that starts in
+// spans[0], opening its file if needed.
+func (r *textFileReader) openSpan() error {
+	sp := r.spans[0]
+	in := r.files[sp.file]
+	if r.f == nil {
+		f, err := os.Open(in.path)
+		if err != nil {
+			return inputError(r.op, "input file", in.path, err)
+		}
+		r.f, r.open = f, sp.file
+		if r.r == nil {
+			r.r = bufio.NewReaderSize(f, r.bufSize)
+		}
 	}
-	r.pos = start
-	if start == 0 {
+	r.opened = true
+	r.pos = sp.start
+	if sp.start == 0 {
+		if _, err := r.f.Seek(0, io.SeekStart); err != nil {
+			return fmt.Errorf("source %q: seeking input file %q to byte 0: %w", r.op, in.path, err)
+		}
+		r.r.Reset(r.f)
 		return nil
 	}
 	// The line that starts in our range is the one after the first '\n' at
 	// or after start-1: if byte start-1 is '\n', a line starts right at start.
-	if _, err := f.Seek(start-1, io.SeekStart); err != nil {
-		return fmt.Errorf("source %q: seeking input file %q to byte %d: %w", r.op, in.path, start-1, err)
+	if _, err := r.f.Seek(sp.start-1, io.SeekStart); err != nil {
+		return fmt.Errorf("source %q: seeking input file %q to byte %d: %w", r.op, in.path, sp.start-1, err)
 	}
-	r.r.Reset(f)
+	r.r.Reset(r.f)
 	n, err := r.skipLine()
 	if err != nil {
-		return fmt.Errorf("source %q: reading input file %q at byte %d: %w", r.op, in.path, start-1, err)
+		return fmt.Errorf("source %q: reading input file %q at byte %d: %w", r.op, in.path, sp.start-1, err)
 	}
-	r.pos = start - 1 + n
+	r.pos = sp.start - 1 + n
 	return nil
-}
-
-func (r *textFileReader) nextFile() {
-	r.f.Close() // read-only: a close error loses nothing
-	r.f = nil
-	r.file++
 }
 
 // readLine reads the next line and returns it without its terminator, and
@@ -319,10 +442,7 @@ func dropCR(b []byte) []byte {
 }
 
 func (r *textFileReader) Close() error {
-	if r.f != nil {
-		r.f.Close()
-		r.f = nil
-	}
-	r.file = len(r.files)
+	r.closeFile()
+	r.spans, r.opened = nil, false
 	return nil
 }

@@ -233,40 +233,6 @@ func TestTextFilePermissionDenied(t *testing.T) {
 	}
 }
 
-func TestTextFilePosition(t *testing.T) {
-	dir := t.TempDir()
-	writeFile(t, dir, "a", "aa\nbb\n")    // 6 bytes, base 0
-	writeFile(t, dir, "b", "ccc\r\ndd\n") // 8 bytes, base 6
-	r, err := TextFile(dir).Open(connector.SourceContext{OperatorName: "lines", Parallelism: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	pr, ok := r.(Positioned)
-	if !ok {
-		t.Fatal("TextFile reader does not implement Positioned")
-	}
-	if got := pr.Position(); got != 0 {
-		t.Fatalf("Position before reading = %d, want 0", got)
-	}
-	var out recorder[string]
-	for {
-		status, err := r.Read(&out)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if status == connector.EndOfInput {
-			break
-		}
-	}
-	if got := pr.Position(); got != 14 {
-		t.Fatalf("Position at the end = %d, want 14", got)
-	}
-	if want := []string{"aa", "bb", "ccc", "dd"}; !slices.Equal(out.values(), want) {
-		t.Fatalf("lines = %q, want %q", out.values(), want)
-	}
-}
-
 func TestTextFileReadCapsBatch(t *testing.T) {
 	path := writeFile(t, t.TempDir(), "in.txt", strings.Repeat("x\n", 3*batchSize))
 	r, err := TextFile(path).Open(connector.SourceContext{OperatorName: "lines", Parallelism: 1})
@@ -279,8 +245,13 @@ func TestTextFileReadCapsBatch(t *testing.T) {
 	if err != nil || status != connector.MoreAvailable || len(out.got) != batchSize {
 		t.Fatalf("first Read: status %v, err %v, %d lines; want MoreAvailable with %d lines", status, err, len(out.got), batchSize)
 	}
-	if p := r.(Positioned).Position(); p != 2*batchSize {
-		t.Fatalf("Position after one batch = %d, want %d", p, 2*batchSize)
+	state, err := r.(connector.CheckpointedReader).SnapshotState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// version, kind, size 6144, 1 file, 1 span: starts 2048 after 0, 4096 long
+	if want := []byte{1, 't', 0x80, 0x30, 1, 1, 0x80, 0x10, 0x80, 0x20}; !slices.Equal(state, want) {
+		t.Fatalf("state after one batch = %x, want %x", state, want)
 	}
 }
 

@@ -92,28 +92,51 @@ func BuildNexmark(env *stream.Environment, o NexmarkOptions) error {
 }
 
 // nexmarkSource generates the suite's events inside the job, each subtask
-// its share of event numbers.
+// its share of event numbers: subtask i of p generates events i, i+p, ….
+// Its readers are checkpointed and rescale exactly: a job restored with
+// another parallelism generates each event number exactly once over its
+// life (see source.IndexShare), given the same generator config.
 type nexmarkSource struct{ cfg nexmark.GeneratorConfig }
 
 func (s nexmarkSource) Open(ctx connector.SourceContext) (connector.SourceReader[nexmark.Event], error) {
-	return &nexmarkReader{gen: nexmark.NewGenerator(s.cfg, ctx.Subtask, ctx.Parallelism)}, nil
+	share, err := source.NewIndexShare(ctx, s.cfg.EffectiveMaxEvents())
+	if err != nil {
+		return nil, err
+	}
+	// Event n is a pure function of the config and n, so one generator
+	// positioned at each number in turn generates any share.
+	return &nexmarkReader{share: share, gen: nexmark.NewGenerator(s.cfg, 0, 1)}, nil
 }
 
 type nexmarkReader struct {
-	gen *nexmark.Generator
-	e   nexmark.Event
+	share *source.IndexShare
+	gen   *nexmark.Generator
+	e     nexmark.Event
 }
 
 func (r *nexmarkReader) Read(out connector.SourceOutput[nexmark.Event]) (connector.ReadStatus, error) {
-	for range 1024 {
-		if !r.gen.HasNext() {
-			return connector.EndOfInput, nil
+	return r.ReadAtMost(out, 1024)
+}
+
+// ReadAtMost implements connector.LimitedReader.
+func (r *nexmarkReader) ReadAtMost(out connector.SourceOutput[nexmark.Event], n int) (connector.ReadStatus, error) {
+	for range min(n, 1024) {
+		i, ok := r.share.Next()
+		if !ok {
+			break
 		}
+		r.gen.SeekTo(i)
 		r.gen.Next(&r.e)
 		out.CollectWithTimestamp(r.e, r.e.Timestamp())
 	}
+	if r.share.Done() {
+		return connector.EndOfInput, nil
+	}
 	return connector.MoreAvailable, nil
 }
+
+// SnapshotState implements connector.CheckpointedReader.
+func (r *nexmarkReader) SnapshotState() ([]byte, error) { return r.share.SnapshotState() }
 
 func (r *nexmarkReader) Close() error { return nil }
 
