@@ -141,12 +141,15 @@ func newMaster(ctx context.Context, job *runtime.Job, o Options) (*master, error
 		}
 	}
 	if o.FromSavepoint != "" {
-		st, md, err := openSnapshot(ctx, o.FromSavepoint)
+		st, loc, md, note, err := openSnapshot(ctx, o.FromSavepoint)
 		if err != nil {
 			m.close()
 			return nil, err
 		}
-		m.latest, err = restoreFrom(ctx, st, storage.SavepointLocation(""), md, m.ops, o.AllowNonRestoredState)
+		if note != "" {
+			o.Log("%s", note)
+		}
+		m.latest, err = restoreFrom(ctx, st, loc, md, m.ops, o.AllowNonRestoredState)
 		st.Close()
 		if err != nil {
 			m.close()
@@ -154,7 +157,11 @@ func newMaster(ctx context.Context, job *runtime.Job, o Options) (*master, error
 		}
 		m.latestID = md.CheckpointId
 		m.nextID = coordinator.CheckpointID(md.CheckpointId + 1)
-		o.Log("restoring from %s %d at %s", kindName(md.Kind), md.CheckpointId, o.FromSavepoint)
+		where := st.URI()
+		if loc.Dir != "" {
+			where += "/" + loc.Dir
+		}
+		o.Log("restoring from %s %d at %s", kindName(md.Kind), md.CheckpointId, where)
 	}
 	return m, nil
 }

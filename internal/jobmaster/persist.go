@@ -150,28 +150,73 @@ func restoreFrom(ctx context.Context, st storage.Storage, loc storage.Location, 
 }
 
 // openSnapshot opens the checkpoint or savepoint at path: its directory or
-// its _metadata file, a local path or a URI.
-func openSnapshot(ctx context.Context, path string) (storage.Storage, *pb.Metadata, error) {
+// its _metadata file, a local path or a URI. Given a job's checkpoint
+// directory (…/<job-id>), or a checkpoint whose _metadata is missing or
+// corrupt (the job died while writing it), it takes the newest complete
+// checkpoint of that job and says so in note.
+func openSnapshot(ctx context.Context, path string) (st storage.Storage, loc storage.Location, md *pb.Metadata, note string, err error) {
 	path = strings.TrimSuffix(strings.TrimSuffix(path, "/"+storage.MetadataName), "/")
 	if !strings.Contains(path, "://") {
 		abs, err := filepath.Abs(path)
 		if err != nil {
-			return nil, nil, err
+			return nil, loc, nil, "", err
 		}
 		path = abs
 	}
-	st, err := storage.Open(ctx, path)
+	st, err = storage.Open(ctx, path)
 	if err != nil {
-		return nil, nil, err
+		return nil, loc, nil, "", err
 	}
-	md, err := storage.ReadMetadata(ctx, st, storage.SavepointLocation(""))
-	if err != nil {
-		st.Close()
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, nil, fmt.Errorf("--from-savepoint %s: no %s there; give the directory of a savepoint or of a retained checkpoint (…/<job-id>/chk-<n>)",
-				path, storage.MetadataName)
+	md, err = storage.ReadMetadata(ctx, st, storage.SavepointLocation(""))
+	if err == nil {
+		return st, storage.SavepointLocation(""), md, "", nil
+	}
+	st.Close()
+	first := err
+	// A job directory, or an incomplete checkpoint in one: fall back to
+	// the newest complete checkpoint of the job.
+	jobDir := path
+	if _, ok := storage.ParseCheckpointDir(pathBase(path)); ok {
+		jobDir = pathDir(path)
+	}
+	root, jobID := pathDir(jobDir), pathBase(jobDir)
+	if rst, rerr := storage.Open(ctx, root); rerr == nil {
+		found, lerr := storage.Latest(ctx, rst, jobID)
+		if lerr == nil {
+			note = fmt.Sprintf("%s has no usable %s (%v); using checkpoint %d, the newest complete one of job %s",
+				path, storage.MetadataName, shortErr(first), found.Metadata.CheckpointId, jobID)
+			if jobDir == path {
+				note = fmt.Sprintf("using checkpoint %d, the newest complete one of job %s", found.Metadata.CheckpointId, jobID)
+			}
+			return rst, found.Location, found.Metadata, note, nil
 		}
-		return nil, nil, fmt.Errorf("--from-savepoint %s: %w", path, err)
+		rst.Close()
 	}
-	return st, md, nil
+	if errors.Is(first, fs.ErrNotExist) {
+		return nil, loc, nil, "", fmt.Errorf("--from-savepoint %s: no %s there, and no complete checkpoint beside it; "+
+			"give the directory of a savepoint, of a retained checkpoint (…/<job-id>/chk-<n>) or of the job's checkpoints (…/<job-id>)",
+			path, storage.MetadataName)
+	}
+	return nil, loc, nil, "", fmt.Errorf("--from-savepoint %s: %w", path, first)
+}
+
+func shortErr(err error) string {
+	if errors.Is(err, fs.ErrNotExist) {
+		return "missing"
+	}
+	return err.Error()
+}
+
+func pathBase(p string) string {
+	if i := strings.LastIndex(p, "/"); i >= 0 {
+		return p[i+1:]
+	}
+	return p
+}
+
+func pathDir(p string) string {
+	if i := strings.LastIndex(p, "/"); i > 0 {
+		return p[:i]
+	}
+	return p
 }
