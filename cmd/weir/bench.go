@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	goruntime "runtime"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -35,6 +36,7 @@ func benchCommand() *cobra.Command {
 		events      int64
 		parallelism int
 		asJSON      bool
+		profile     string
 		defines     []string
 	)
 	nx := &cobra.Command{
@@ -73,7 +75,7 @@ func benchCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				r, err := benchNexmark(s, q, events)
+				r, err := benchNexmark(s, q, events, profile)
 				if err != nil {
 					return err
 				}
@@ -92,11 +94,12 @@ func benchCommand() *cobra.Command {
 	nx.Flags().IntVarP(&parallelism, "parallelism", "p", 2, "parallelism of every operator")
 	nx.Flags().BoolVar(&asJSON, "json", false, "print one JSON object per query per line")
 	nx.Flags().StringArrayVarP(&defines, "define", "D", nil, "configuration key=value, repeatable")
+	nx.Flags().StringVar(&profile, "cpuprofile", "", "write a CPU profile of each query to FILE-QUERY.pprof (for go tool pprof)")
 	cmd.AddCommand(nx)
 	return cmd
 }
 
-func benchNexmark(s *launch.Settings, query string, events int64) (benchResult, error) {
+func benchNexmark(s *launch.Settings, query string, events int64, profile string) (benchResult, error) {
 	s.Quiet = true
 	s.Context = context.Background()
 	launch.Set(s)
@@ -106,6 +109,17 @@ func benchNexmark(s *launch.Settings, query string, events int64) (benchResult, 
 		return benchResult{}, err
 	}
 	goruntime.GC()
+	if profile != "" {
+		f, err := os.Create(profile + "-" + query + ".pprof")
+		if err != nil {
+			return benchResult{}, fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return benchResult{}, fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	cpu0 := cpuSeconds()
 	t0 := time.Now()
 	if err := env.Execute("nexmark-" + query); err != nil {
