@@ -8,13 +8,13 @@ import (
 	goruntime "runtime"
 	"runtime/pprof"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/weirstream/weir/internal/builtin/jobs"
 	"github.com/weirstream/weir/internal/launch"
+	"github.com/weirstream/weir/internal/procstat"
 	"github.com/weirstream/weir/stream"
 )
 
@@ -120,26 +120,15 @@ func benchNexmark(s *launch.Settings, query string, events int64, profile string
 		}
 		defer pprof.StopCPUProfile()
 	}
-	cpu0 := cpuSeconds()
+	cpu0 := procstat.CPUSeconds()
 	t0 := time.Now()
 	if err := env.Execute("nexmark-" + query); err != nil {
 		return benchResult{}, err
 	}
 	wall := time.Since(t0).Seconds()
-	cpu := cpuSeconds() - cpu0
+	cpu := procstat.CPUSeconds() - cpu0
 	return benchResult{
 		Query: query, Events: events, Parallelism: env.Parallelism(), Seconds: wall, CPUSeconds: cpu,
 		EventsPerSecond: float64(events) / wall, EventsPerCoreSecond: float64(events) / cpu,
 	}, nil
-}
-
-// cpuSeconds is the user+system CPU time of this process so far.
-func cpuSeconds() float64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		fmt.Fprintln(os.Stderr, "weir: getrusage:", err)
-		return 0
-	}
-	tv := func(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
-	return tv(ru.Utime) + tv(ru.Stime)
 }

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/weirstream/weir/connector"
 	"github.com/weirstream/weir/internal/builtin"
 	"github.com/weirstream/weir/internal/nexmark"
+	"github.com/weirstream/weir/internal/procstat"
 	"github.com/weirstream/weir/sink"
 	"github.com/weirstream/weir/source"
 	"github.com/weirstream/weir/stream"
@@ -61,7 +63,16 @@ func nexmarkMain(args []string) error {
 	if err := BuildNexmark(env, o); err != nil {
 		return err
 	}
-	return env.Execute("nexmark-" + o.Query)
+	cpu0, t0 := procstat.CPUSeconds(), time.Now()
+	if err := env.Execute("nexmark-" + o.Query); err != nil {
+		return err
+	}
+	if o.Events > 0 {
+		wall, cpu := time.Since(t0).Seconds(), procstat.CPUSeconds()-cpu0
+		fmt.Fprintf(os.Stderr, "nexmark %s: %d events in %.2f s (%.2f CPU s): %.0f events/s, %.0f events/core-s\n",
+			o.Query, o.Events, wall, cpu, float64(o.Events)/wall, float64(o.Events)/cpu)
+	}
+	return nil
 }
 
 // BuildNexmark adds the Nexmark source and the query's dataflow to env.
