@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/weirstream/weir/internal/checkpoint/coordinator"
@@ -28,7 +29,10 @@ import (
 // Execution is one attempt of a job, as deployed.
 type Execution interface {
 	TriggerCheckpoint(id int64)
+	// TriggerStop starts a stop-with-savepoint (see runtime.Running).
+	TriggerStop(id int64, drain bool)
 	NotifyCheckpointComplete(id int64)
+	NotifyCheckpointAborted(id int64)
 	// Release lets finished tasks exit (see runtime.Running.Release).
 	Release()
 	Done() <-chan struct{}
@@ -53,15 +57,37 @@ type Options struct {
 	AllowNonRestoredState bool
 	// Log receives progress lines (restarts, restores); nil discards them.
 	Log func(format string, args ...any)
+	// Name is the job's name, for Status.
+	Name string
+	// OnControl, if set, receives the job's Control before it starts.
+	OnControl func(Control)
 }
 
 // Run runs the job until it finishes, fails for good or ctx is canceled.
-func Run(ctx context.Context, job *runtime.Job, o Options) error {
+func Run(ctx context.Context, job *runtime.Job, o Options) (err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	m, err := newMaster(ctx, job, o)
 	if err != nil {
 		return err
 	}
 	defer m.close()
+	m.cancel = cancel
+	m.setState("RUNNING")
+	if o.OnControl != nil {
+		o.OnControl(m)
+	}
+	defer func() {
+		switch {
+		case err == nil:
+			m.setState("FINISHED")
+		case errors.Is(err, runtime.ErrCanceled):
+			m.setState("CANCELED")
+		default:
+			m.setFailure(err)
+			m.setState("FAILED")
+		}
+	}()
 	return m.run(ctx)
 }
 
@@ -88,6 +114,27 @@ type master struct {
 	// pending holds the in-memory restore input of checkpoints persisted
 	// but not yet complete.
 	pending map[int64]map[string]*runtime.RestoredState
+	// latestSavepoint is where the latest completed checkpoint is when it
+	// is a savepoint (outside the checkpoint directory).
+	latestSavepoint string
+
+	cancel   context.CancelFunc
+	requests chan savepointRequest
+	seq      int
+	mu       sync.Mutex
+	status   Status
+}
+
+// savepointRequest asks the attempt loop for a savepoint.
+type savepointRequest struct {
+	dir         string
+	stop, drain bool
+	reply       chan savepointResult
+}
+
+type savepointResult struct {
+	path string
+	err  error
 }
 
 // Events of the master's mailbox besides the coordinator's.
@@ -102,6 +149,7 @@ type (
 	persisted     struct {
 		id      int64
 		restore map[string]*runtime.RestoredState
+		path    string // a savepoint's directory
 		err     error
 	}
 )
@@ -117,7 +165,10 @@ func newMaster(ctx context.Context, job *runtime.Job, o Options) (*master, error
 	if o.Log == nil {
 		o.Log = func(string, ...any) {}
 	}
-	m := &master{job: job, o: o, ops: operators(job.Graph), events: make(chan any, 1024), nextID: 1}
+	m := &master{job: job, o: o, ops: operators(job.Graph), events: make(chan any, 1024), nextID: 1,
+		requests: make(chan savepointRequest)}
+	m.status = Status{JobID: o.JobID, Name: o.Name, State: "INITIALIZING", StartTime: time.Now(),
+		Timestamps: map[string]time.Time{"INITIALIZING": time.Now()}}
 	for _, v := range job.Graph.Vertices {
 		for s := range v.Parallelism {
 			id := coordinator.TaskID{Vertex: v.Id, Subtask: s}
@@ -206,6 +257,11 @@ func (m *master) run(ctx context.Context) error {
 			from = fmt.Sprintf("checkpoint %d", m.latestID)
 		}
 		m.o.Log("job failed: %v", err)
+		m.setFailure(err)
+		m.setState("RESTARTING")
+		m.mu.Lock()
+		m.status.Restarts++
+		m.mu.Unlock()
 		m.o.Log("restarting from %s in %v (restart %d, strategy %s)", from, d.Delay.Round(time.Millisecond), attempt, m.strategy)
 		select {
 		case <-time.After(d.Delay):
@@ -213,17 +269,38 @@ func (m *master) run(ctx context.Context) error {
 			return runtime.ErrCanceled
 		}
 		if m.latestStored {
-			loc := storage.CheckpointLocation(m.o.JobID, m.latestID)
-			md, err := storage.ReadMetadata(ctx, m.store, loc)
-			if err == nil {
-				m.latest, err = restoreFrom(ctx, m.store, loc, md, m.ops, false)
-			}
-			if err != nil {
+			if err := m.loadLatest(ctx); err != nil {
 				return fmt.Errorf("restarting from checkpoint %d: %w", m.latestID, err)
 			}
-			m.latestStored = false
+		}
+		m.setState("RUNNING")
+	}
+}
+
+// loadLatest reads the latest completed checkpoint or savepoint back from
+// storage for a restart.
+func (m *master) loadLatest(ctx context.Context) error {
+	if m.latestSavepoint != "" {
+		st, loc, md, _, err := openSnapshot(ctx, m.latestSavepoint)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		if m.latest, err = restoreFrom(ctx, st, loc, md, m.ops, false); err != nil {
+			return err
+		}
+	} else {
+		loc := storage.CheckpointLocation(m.o.JobID, m.latestID)
+		md, err := storage.ReadMetadata(ctx, m.store, loc)
+		if err == nil {
+			m.latest, err = restoreFrom(ctx, m.store, loc, md, m.ops, false)
+		}
+		if err != nil {
+			return err
 		}
 	}
+	m.latestStored = false
+	return nil
 }
 
 func (m *master) runAttempt(ctx context.Context) error {
@@ -250,7 +327,8 @@ func (m *master) runAttempt(ctx context.Context) error {
 		return err
 	}
 	a := &attempt{m: m, coord: coord, exec: exec, ctx: ctx, cancel: cancel, acks: map[int64][]runtime.TaskAck{},
-		final: map[int64]bool{}, triggered: map[int64]time.Time{}, kinds: map[int64]coordinator.Kind{}}
+		final: map[int64]bool{}, triggered: map[int64]time.Time{}, kinds: map[int64]coordinator.Kind{},
+		requests: map[coordinator.RequestID]savepointRequest{}, savepoints: map[int64]string{}, reqOf: map[int64]coordinator.RequestID{}}
 	a.handle(coordinator.Start{})
 	defer func() {
 		if a.timer != nil {
@@ -268,9 +346,12 @@ func (m *master) runAttempt(ctx context.Context) error {
 		case <-timerC:
 			a.timer = nil
 			a.handle(coordinator.Tick{})
+		case req := <-m.requests:
+			a.requestSavepoint(req)
 		case <-exec.Done():
 			err := exec.Wait()
 			a.handle(coordinator.Stop{})
+			a.failRequests(err)
 			if a.failed != nil && err != nil {
 				return a.failed
 			}
@@ -301,6 +382,12 @@ type attempt struct {
 	final     map[int64]bool // checkpoints taken after every task finished
 	finished  int
 	failed    error
+	// requests are the savepoint requests in flight by request id, and
+	// savepoints their target locations by checkpoint id.
+	requests   map[coordinator.RequestID]savepointRequest
+	savepoints map[int64]string
+	reqOf      map[int64]coordinator.RequestID
+	stopped    bool // a stop-with-savepoint completed: release when all finished
 }
 
 func (a *attempt) onEvent(ev any) {
@@ -312,9 +399,14 @@ func (a *attempt) onEvent(ev any) {
 	case finishedEvent:
 		// Finished tasks keep acknowledging checkpoints (with their final
 		// state), so the coordinator keeps counting on them; the job ends
-		// when a checkpoint taken after every task finished completes.
+		// when a checkpoint taken after every task finished completes, or
+		// when all have finished after a stop-with-savepoint.
 		a.finished++
+		a.maybeReleaseStopped()
 	case persisted:
+		if e.path != "" {
+			a.savepoints[e.id] = e.path
+		}
 		if e.err != nil {
 			a.handle(coordinator.MetadataFailed{ID: coordinator.CheckpointID(e.id), Err: e.err})
 			return
@@ -351,7 +443,11 @@ func (a *attempt) do(act coordinator.Action) {
 		id := int64(x.ID)
 		a.triggered[id], a.kinds[id] = x.Timestamp, x.Kind
 		m.nextID = x.ID + 1
-		a.exec.TriggerCheckpoint(id)
+		if x.Kind == coordinator.StopWithSavepoint {
+			a.exec.TriggerStop(id, x.Drain)
+		} else {
+			a.exec.TriggerCheckpoint(id)
+		}
 	case coordinator.PersistCheckpoint:
 		id := int64(x.ID)
 		acks := make([]runtime.TaskAck, 0, len(x.Acks))
@@ -362,7 +458,11 @@ func (a *attempt) do(act coordinator.Action) {
 			final = final && ack.Finished
 		}
 		a.final[id] = final
-		go a.persist(id, x.Kind, x.Timestamp, acks)
+		dir := ""
+		if x.Kind.IsSavepoint() {
+			dir = a.savepointDir(id)
+		}
+		go a.persist(id, x.Kind, x.Timestamp, acks, dir)
 	case coordinator.NotifyComplete:
 		id := int64(x.ID)
 		if r, ok := m.pending[id]; ok {
@@ -371,14 +471,35 @@ func (a *attempt) do(act coordinator.Action) {
 		} else if m.store != nil {
 			m.latest, m.latestID, m.latestStored = nil, id, true
 		}
-		m.retained = append(m.retained, id)
+		if path := a.savepoints[id]; path != "" {
+			// A savepoint's side effects are committed too, so it is
+			// where a failure must resume from.
+			m.latest, m.latestID, m.latestStored, m.latestSavepoint = nil, id, true, path
+		} else {
+			m.retained = append(m.retained, id)
+			m.latestSavepoint = ""
+		}
+		m.mu.Lock()
+		m.status.CompletedCheckpoints++
+		m.status.LatestCheckpoint = id
+		m.mu.Unlock()
 		a.exec.NotifyCheckpointComplete(id)
 		if a.final[id] {
 			a.exec.Release()
 		}
+		if a.kinds[id] == coordinator.StopWithSavepoint {
+			a.stopped = true
+			a.maybeReleaseStopped()
+		}
 	case coordinator.AbortCheckpoint:
 		delete(m.pending, int64(x.ID))
 		m.discard(int64(x.ID))
+		if path := a.savepoints[int64(x.ID)]; path != "" {
+			go removeSavepoint(path)
+		}
+		m.mu.Lock()
+		m.status.FailedCheckpoints++
+		m.mu.Unlock()
 	case coordinator.DiscardMetadata:
 		delete(m.pending, int64(x.ID))
 		m.discard(int64(x.ID))
@@ -396,9 +517,21 @@ func (a *attempt) do(act coordinator.Action) {
 		if !x.At.IsZero() {
 			a.timer = time.NewTimer(max(time.Until(x.At), 0))
 		}
-	case coordinator.NotifyAborted, coordinator.DiscardAck, coordinator.SavepointDone:
-		// Tasks keep no per-checkpoint state to drop; acknowledged state
-		// lives in memory until persisted.
+	case coordinator.NotifyAborted:
+		a.exec.NotifyCheckpointAborted(int64(x.ID))
+	case coordinator.SavepointDone:
+		req, ok := a.requests[x.Request]
+		if !ok {
+			return
+		}
+		delete(a.requests, x.Request)
+		if x.Err != nil {
+			req.reply <- savepointResult{err: x.Err}
+			return
+		}
+		req.reply <- savepointResult{path: a.savepoints[int64(x.ID)]}
+	case coordinator.DiscardAck:
+		// Acknowledged state lives in memory until persisted.
 	}
 }
 
@@ -415,11 +548,13 @@ func deleteID(ids []int64, id int64) []int64 {
 // persist writes a checkpoint's state and metadata, off the mailbox
 // goroutine, and reports back. Without checkpoint storage the state stays
 // in memory.
-func (a *attempt) persist(id int64, kind coordinator.Kind, ts time.Time, acks []runtime.TaskAck) {
+func (a *attempt) persist(id int64, kind coordinator.Kind, ts time.Time, acks []runtime.TaskAck, savepointDir string) {
 	m := a.m
 	var ev persisted
 	ev.id = id
-	if m.store == nil {
+	if kind.IsSavepoint() {
+		ev.path, ev.err = writeSavepoint(a.ctx, savepointDir, m.o.JobID, m.ops, id, ts, acks)
+	} else if m.store == nil {
 		ev.restore = restoreInMemory(id, acks, m.ops)
 	} else {
 		loc := storage.CheckpointLocation(m.o.JobID, id)

@@ -18,6 +18,10 @@ type RunOptions struct {
 	AllowNonRestoredState bool
 	// Log receives progress lines (restores, restarts).
 	Log func(format string, args ...any)
+	// Name is the job's name; OnControl receives the job's Control (for
+	// the REST API) before its tasks start.
+	Name      string
+	OnControl func(jobmaster.Control)
 }
 
 // Run executes job to its end on this process: a job master drives
@@ -26,6 +30,7 @@ func Run(ctx context.Context, job *runtime.Job, cfg *config.Config, o RunOptions
 	base := Options(cfg)
 	return jobmaster.Run(ctx, job, jobmaster.Options{
 		JobID: o.JobID, Config: cfg, FromSavepoint: o.FromSavepoint, AllowNonRestoredState: o.AllowNonRestoredState, Log: o.Log,
+		Name: o.Name, OnControl: o.OnControl,
 		Deploy: func(ctx context.Context, hooks runtime.CheckpointHooks, restore map[string]*runtime.RestoredState) (jobmaster.Execution, error) {
 			opts := base
 			opts.Checkpoints, opts.Restore = hooks, restore

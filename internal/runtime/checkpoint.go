@@ -312,6 +312,9 @@ func (t *task) declineCheckpoint(id int64, err error) {
 
 // notifyComplete tells the chain's listeners that checkpoint id completed.
 func (t *task) notifyComplete(id int64) {
+	if t.stopID != 0 && id >= t.stopID {
+		t.stopNow = true
+	}
 	for i, n := range t.ops {
 		l, ok := n.inst.Op.(CheckpointListener)
 		if !ok {
@@ -341,6 +344,36 @@ func (t *task) onTrigger(id int64) {
 		t.completeCheckpoint(id)
 	default:
 		t.triggered = max(t.triggered, id)
+	}
+}
+
+// onStop handles a stop-with-savepoint: a source task (optionally after
+// emitting the final watermark) takes the savepoint like a checkpoint,
+// then reads nothing more until the savepoint completes, when it ends, or
+// is aborted, when it resumes. Other tasks take it like a checkpoint and
+// end when their inputs do.
+func (t *task) onStop(id int64, drain bool) {
+	if t.source == nil || t.finishedAll {
+		t.onTrigger(id)
+		return
+	}
+	if id <= t.lastCheckpoint {
+		return
+	}
+	if drain {
+		prev := t.cur
+		t.cur = 0
+		t.source.Finish()
+		t.cur = prev
+	}
+	t.completeCheckpoint(id)
+	t.stopID = id
+}
+
+// notifyAborted resumes a source stopped for an aborted savepoint.
+func (t *task) notifyAborted(id int64) {
+	if t.stopID == id && !t.stopNow {
+		t.stopID = 0
 	}
 }
 
@@ -398,6 +431,23 @@ func (r *Running) Done() <-chan struct{} { return r.done }
 func (r *Running) TriggerCheckpoint(id int64) {
 	for _, t := range r.tasks {
 		t.mail.put(func(t *task) { t.onTrigger(id) })
+	}
+}
+
+// TriggerStop starts stop-with-savepoint id: the sources send its barriers
+// and end once it completes; with drain they first emit the final
+// watermark, so all event-time timers and windows fire before it.
+func (r *Running) TriggerStop(id int64, drain bool) {
+	for _, t := range r.tasks {
+		t.mail.put(func(t *task) { t.onStop(id, drain) })
+	}
+}
+
+// NotifyCheckpointAborted tells the tasks that checkpoint id was aborted;
+// sources stopped for it resume.
+func (r *Running) NotifyCheckpointAborted(id int64) {
+	for _, t := range r.tasks {
+		t.mail.put(func(t *task) { t.notifyAborted(id) })
 	}
 }
 

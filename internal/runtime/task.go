@@ -90,6 +90,11 @@ type task struct {
 	lastCheckpoint int64
 	triggered      int64 // highest checkpoint triggered while waiting for barriers
 	finishedAll    bool  // every operator finished
+	// stopID is the stop-with-savepoint a source task has sent its barrier
+	// for: it reads nothing more, and ends when the savepoint completes
+	// (stopNow) or resumes if it is aborted.
+	stopID  int64
+	stopNow bool
 }
 
 // run executes the task to its end and returns why it ended.
@@ -202,6 +207,23 @@ func (t *task) housekeeping(now time.Time) {
 func (t *task) runSource() error {
 	var wait *time.Timer
 	for {
+		for t.stopID != 0 && !t.stopNow {
+			select {
+			case <-t.mail.signal:
+				for _, f := range t.mail.take() {
+					f(t)
+				}
+			case <-t.ctx.Done():
+				return ErrCanceled
+			}
+		}
+		if t.stopNow {
+			// Stopped with a savepoint: end without the final watermark
+			// (a drain has emitted it before the barrier).
+			t.finishOp(0)
+			t.flushAll()
+			return nil
+		}
 		status, err := t.source.Step()
 		if err != nil {
 			return t.opError(0, err)
