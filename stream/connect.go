@@ -28,7 +28,8 @@ func Connect[A, B any](a *DataStream[A], b *DataStream[B]) *ConnectedStreams[A, 
 
 // CoProcessFunction processes the records of two connected streams that are
 // not keyed: ProcessElement1 those of the first, ProcessElement2 those of
-// the second, never concurrently. It may implement Opener and Closer.
+// the second, never concurrently. It may implement Opener and Closer, and
+// CheckpointedFunction to keep state of its own in checkpoints.
 type CoProcessFunction[A, B, OUT any] interface {
 	ProcessElement1(ctx *Context[OUT], a A) error
 	ProcessElement2(ctx *Context[OUT], b B) error
@@ -47,7 +48,8 @@ func CoProcess[A, B, OUT any](c *ConnectedStreams[A, B], name string, f CoProces
 }
 
 // CoMap maps the records of the first stream with map1 and those of the
-// second with map2 into one stream.
+// second with map2 into one stream. The functions cannot keep state in
+// checkpoints; use CoProcess with a CheckpointedFunction for that.
 func CoMap[A, B, OUT any](c *ConnectedStreams[A, B], name string, map1 func(A) OUT, map2 func(B) OUT) *DataStream[OUT] {
 	if map1 == nil || map2 == nil {
 		c.first.env.fail(fmt.Errorf("co-map %q: both map functions are needed, got a nil one", name))
@@ -94,8 +96,8 @@ func ConnectKeyed[A, B any, K comparable](a *KeyedStream[A, K], b *KeyedStream[B
 
 // KeyedCoProcessFunction processes the records of two connected keyed
 // streams, with keyed state and timers shared by both inputs (Flink's
-// KeyedCoProcessFunction). It may also implement Opener, Closer and
-// KeyedTimerHandler.
+// KeyedCoProcessFunction). It may also implement Opener, Closer,
+// KeyedTimerHandler and CheckpointedFunction.
 type KeyedCoProcessFunction[K comparable, A, B, OUT any] interface {
 	ProcessElement1(ctx *KeyedContext[K, OUT], a A) error
 	ProcessElement2(ctx *KeyedContext[K, OUT], b B) error

@@ -3,6 +3,7 @@ package stream
 import (
 	"fmt"
 	"reflect"
+	"slices"
 
 	"github.com/weirstream/weir/internal/operators"
 	"github.com/weirstream/weir/internal/runtime"
@@ -69,7 +70,8 @@ type Closer interface {
 
 // KeyedProcessFunction processes the records of a keyed stream, one key at
 // a time, with keyed state and timers (Flink's KeyedProcessFunction). It may
-// also implement Opener, Closer and KeyedTimerHandler.
+// also implement Opener, Closer and KeyedTimerHandler, and
+// CheckpointedFunction for state of the subtask rather than of a key.
 type KeyedProcessFunction[K comparable, IN, OUT any] interface {
 	ProcessElement(ctx *KeyedContext[K, OUT], in IN) error
 }
@@ -180,7 +182,8 @@ func Process[T any, K comparable, OUT any](k *KeyedStream[T, K], name string, f 
 
 // ProcessFunction processes the records of a stream that is not keyed
 // (Flink's ProcessFunction). It has no keyed state and no timers; it may
-// implement Opener and Closer.
+// implement Opener and Closer, and CheckpointedFunction to keep state of
+// its own in checkpoints.
 type ProcessFunction[IN, OUT any] interface {
 	ProcessElement(ctx *Context[OUT], in IN) error
 }
@@ -240,6 +243,17 @@ func (f *function[OUT]) Open(s *operators.Scope[OUT]) error {
 
 func (f *function[OUT]) Close() error { return closeFunction(f.fn) }
 
+// SnapshotFunctionState implements operators.FunctionState; the runtime
+// snapshots only opened operators.
+func (f *function[OUT]) SnapshotFunctionState(id int64) ([]byte, error) {
+	return snapshotFunction(f.fn, id, f.ctx.s.OperatorContext())
+}
+
+// RestoreFunctionState implements operators.FunctionState.
+func (f *function[OUT]) RestoreFunctionState(ctx *runtime.OperatorContext, states [][]byte) error {
+	return restoreFunction(f.fn, ctx, states)
+}
+
 type processAdapter[IN, OUT any] struct {
 	function[OUT]
 	fn ProcessFunction[IN, OUT]
@@ -276,6 +290,17 @@ func (f *keyedFunction[K, OUT]) OnTimer(ts int64, domain operators.TimeDomain) e
 
 func (f *keyedFunction[K, OUT]) Close() error { return closeFunction(f.fn) }
 
+// SnapshotFunctionState implements operators.FunctionState; the runtime
+// snapshots only opened operators.
+func (f *keyedFunction[K, OUT]) SnapshotFunctionState(id int64) ([]byte, error) {
+	return snapshotFunction(f.fn, id, f.ctx.s.OperatorContext())
+}
+
+// RestoreFunctionState implements operators.FunctionState.
+func (f *keyedFunction[K, OUT]) RestoreFunctionState(ctx *runtime.OperatorContext, states [][]byte) error {
+	return restoreFunction(f.fn, ctx, states)
+}
+
 type keyedProcessAdapter[K comparable, IN, OUT any] struct {
 	keyedFunction[K, OUT]
 	fn KeyedProcessFunction[K, IN, OUT]
@@ -283,6 +308,38 @@ type keyedProcessAdapter[K comparable, IN, OUT any] struct {
 
 func (p *keyedProcessAdapter[K, IN, OUT]) ProcessElement(v IN) error {
 	return p.fn.ProcessElement(&p.ctx, v)
+}
+
+// snapshotFunction returns the state of fn if it is a CheckpointedFunction.
+func snapshotFunction(fn any, id int64, op *runtime.OperatorContext) ([]byte, error) {
+	cf, ok := fn.(CheckpointedFunction)
+	if !ok {
+		return nil, nil
+	}
+	b, err := cf.SnapshotState(&SnapshotContext{checkpoint: id, subtask: op.Subtask, parallelism: op.Parallelism})
+	if err != nil {
+		return nil, fmt.Errorf("snapshotting the function's state (SnapshotState of %T): %w", fn, err)
+	}
+	return b, nil
+}
+
+// restoreFunction passes the restored states to fn if it is a
+// CheckpointedFunction; a function that is not cannot restore any.
+func restoreFunction(fn any, op *runtime.OperatorContext, states [][]byte) error {
+	cf, ok := fn.(CheckpointedFunction)
+	if !ok {
+		if i := slices.IndexFunc(states, func(b []byte) bool { return b != nil }); i >= 0 {
+			return fmt.Errorf("checkpoint %d holds the state of the function of old subtask %d, but %T is not a stream.CheckpointedFunction "+
+				"and cannot restore it; restore with the function that took the checkpoint, or give the operator a new uid to drop its state",
+				op.Restored.Checkpoint, i, fn)
+		}
+		return nil
+	}
+	ctx := &RestoreContext{checkpoint: op.Restored.Checkpoint, states: states, subtask: op.Subtask, parallelism: op.Parallelism}
+	if err := cf.RestoreState(ctx); err != nil {
+		return fmt.Errorf("restoring the function's state (RestoreState of %T): %w", fn, err)
+	}
+	return nil
 }
 
 func openFunction(fn any, rc *RuntimeContext) error {
@@ -334,6 +391,24 @@ func checkFunction(env *Environment, op string, f any) {
 	checkOptional(env, op, f, "Open", ok, "Open(rc *stream.RuntimeContext) error")
 	_, ok = f.(Closer)
 	checkOptional(env, op, f, "Close", ok, "Close() error")
+	checkCheckpointed(env, op, f)
+}
+
+// checkCheckpointed records an error in env if f has a SnapshotState or
+// RestoreState method but is not a CheckpointedFunction, whose state would
+// silently never be checkpointed.
+func checkCheckpointed(env *Environment, op string, f any) {
+	if _, ok := f.(CheckpointedFunction); ok {
+		return
+	}
+	t := reflect.TypeOf(f)
+	for _, m := range []string{"SnapshotState", "RestoreState"} {
+		if _, ok := t.MethodByName(m); ok {
+			env.fail(fmt.Errorf("%s: %T has a method %s, but its state would never be checkpointed: a stream.CheckpointedFunction needs both "+
+				"SnapshotState(ctx *stream.SnapshotContext) ([]byte, error) and RestoreState(ctx *stream.RestoreContext) error", op, f, m))
+			return
+		}
+	}
 }
 
 // checkKeyedFunction is checkFunction for keyed functions, which may also

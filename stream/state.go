@@ -113,3 +113,103 @@ func (rc *RuntimeContext) keyedBackend(name string) (state.Backend, error) {
 	}
 	return rc.backend, nil
 }
+
+// Operator state. A function that is not keyed (ProcessUnkeyed,
+// CoProcess) keeps what it must remember in its own fields; to have that
+// survive a failure, it implements CheckpointedFunction, as in Flink:
+//
+//	type countingFilter struct{ seen int64 }
+//
+//	func (f *countingFilter) SnapshotState(*stream.SnapshotContext) ([]byte, error) {
+//		return binary.AppendVarint(nil, f.seen), nil
+//	}
+//
+//	func (f *countingFilter) RestoreState(ctx *stream.RestoreContext) error {
+//		if ctx.Subtask() != 0 {
+//			return nil // subtask 0 takes the count of all old subtasks
+//		}
+//		for _, b := range ctx.States() {
+//			if n, w := binary.Varint(b); w > 0 {
+//				f.seen += n
+//			}
+//		}
+//		return nil
+//	}
+//
+// Map, FlatMap, Filter, CoMap and CoFlatMap take plain functions, which
+// cannot have checkpointed state: write a ProcessFunction (or
+// CoProcessFunction) instead. Keyed functions keep their state in keyed
+// state, which checkpoints hold and rescale by key; they may implement
+// CheckpointedFunction too, for state that belongs to the subtask rather
+// than to a key.
+
+// CheckpointedFunction is implemented by functions that keep state of their
+// own outside keyed state. Each subtask's copy of the function stores its
+// state in every checkpoint, as bytes it encodes itself; when the job
+// restarts from a checkpoint or savepoint, every subtask of the new job sees
+// the states of all subtasks of the old one (Flink's union redistribution)
+// and takes what is its own. The parallelism may have changed in between.
+type CheckpointedFunction interface {
+	// SnapshotState returns the subtask's state at a checkpoint; nil stores
+	// nothing. It runs between two records, so it must be quick, and the
+	// function must not change the returned bytes afterwards. An error
+	// fails the checkpoint, not the job.
+	SnapshotState(ctx *SnapshotContext) ([]byte, error)
+	// RestoreState runs before Open when the job starts from a checkpoint
+	// or savepoint that holds the operator's state. An error fails the
+	// job: the state or the function must change.
+	RestoreState(ctx *RestoreContext) error
+}
+
+// SnapshotContext describes the checkpoint a function's state is taken for.
+type SnapshotContext struct {
+	checkpoint           int64
+	subtask, parallelism int
+}
+
+// CheckpointID returns the id of the checkpoint.
+func (c *SnapshotContext) CheckpointID() int64 { return c.checkpoint }
+
+// Subtask returns the index of the subtask taking its snapshot, from 0.
+func (c *SnapshotContext) Subtask() int { return c.subtask }
+
+// Parallelism returns the number of subtasks of the operator.
+func (c *SnapshotContext) Parallelism() int { return c.parallelism }
+
+// RestoreContext is what a function restores its state from: the states
+// all subtasks of the operator stored in the checkpoint.
+type RestoreContext struct {
+	checkpoint           int64
+	states               [][]byte
+	subtask, parallelism int
+}
+
+// CheckpointID returns the id of the checkpoint or savepoint.
+func (c *RestoreContext) CheckpointID() int64 { return c.checkpoint }
+
+// States returns the state each old subtask stored, by old subtask index:
+// len(States()) is the old parallelism. An entry is nil where that
+// subtask stored nothing. The function may keep the slices.
+func (c *RestoreContext) States() [][]byte { return c.states }
+
+// OldParallelism returns the number of subtasks that took the checkpoint.
+func (c *RestoreContext) OldParallelism() int { return len(c.states) }
+
+// Subtask returns the index of the restoring subtask, from 0.
+func (c *RestoreContext) Subtask() int { return c.subtask }
+
+// Parallelism returns the number of subtasks of the restored operator.
+func (c *RestoreContext) Parallelism() int { return c.parallelism }
+
+// Rescaled reports whether the parallelism changed since the checkpoint.
+func (c *RestoreContext) Rescaled() bool { return len(c.states) != c.parallelism }
+
+// Own returns the state of the old subtask with this subtask's index, the
+// whole state of this subtask when the parallelism has not changed; nil if
+// there was no such subtask or it stored nothing.
+func (c *RestoreContext) Own() []byte {
+	if c.subtask < len(c.states) {
+		return c.states[c.subtask]
+	}
+	return nil
+}

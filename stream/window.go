@@ -73,6 +73,14 @@ func ProcessingTimeSessionWindows(gap time.Duration) WindowAssigner {
 // WindowedStream is a keyed stream grouped into windows. Finish it with
 // Reduce, WindowReduce, WindowAggregate, WindowAggregateWith or
 // WindowProcess, which add the window operator.
+//
+// Checkpoints hold the open windows as keyed state, so a job restored from
+// one, with the same or another parallelism, emits exactly the results of
+// a run without failure (processing-time windows: up to the clock). Their
+// contents (the reduced value, the accumulator, or the buffered records of
+// WindowProcess) are then encoded, so their types must have no funcs,
+// channels or interfaces; with checkpoints on, a job whose windows cannot
+// be encoded fails when it starts.
 type WindowedStream[T any, K comparable] struct {
 	k        *KeyedStream[T, K]
 	assigner WindowAssigner

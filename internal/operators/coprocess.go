@@ -54,7 +54,8 @@ func NewCoProcess[A, B, OUT any](newProc func() CoProcessor[A, B, OUT]) *runtime
 	return twoInput[A, B, OUT](func() (runtime.Operator, runtime.Input[A], runtime.Input[B], func(any)) {
 		proc := newProc()
 		op := &coProcessOp[A, B, OUT]{proc: proc}
-		op.processCore = processCore[OUT]{wm: newWatermarks(2), open: proc.Open, close: proc.Close}
+		fs, _ := proc.(FunctionState)
+		op.processCore = processCore[OUT]{wm: newWatermarks(2), open: proc.Open, close: proc.Close, fnState: fs}
 		return op, coProcessInput1[A, B, OUT]{op}, coProcessInput2[A, B, OUT]{op}, op.setOutput
 	})
 }
@@ -101,8 +102,9 @@ func NewKeyedCoProcess[A, B any, K comparable, OUT any](keying1 *Keying[A, K], k
 	f := twoInput[A, B, OUT](func() (runtime.Operator, runtime.Input[A], runtime.Input[B], func(any)) {
 		proc := newProc()
 		op := &keyedCoProcessOp[A, B, K, OUT]{keying1: keying1, keying2: keying2, proc: proc}
+		fs, _ := proc.(FunctionState)
 		op.keyedCore = keyedCore[K, OUT]{wm: newWatermarks(2), enc: keying1.Encoder,
-			open: proc.Open, onTimer: proc.OnTimer, close: proc.Close}
+			open: proc.Open, onTimer: proc.OnTimer, close: proc.Close, fnState: fs}
 		return op, keyedCoProcessInput1[A, B, K, OUT]{op}, keyedCoProcessInput2[A, B, K, OUT]{op}, op.setOutput
 	})
 	f.InputKeys = []func(int) any{keying1.KeyGroupFunc, keying2.KeyGroupFunc}

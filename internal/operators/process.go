@@ -16,7 +16,9 @@ package operators
 // recovered by the task the same way.
 
 import (
+	"encoding/binary"
 	"fmt"
+	"slices"
 
 	"github.com/weirstream/weir/internal/runtime"
 	"github.com/weirstream/weir/internal/state"
@@ -93,6 +95,22 @@ type CoProcessor[A, B, OUT any] interface {
 	Close() error
 }
 
+// FunctionState is implemented by the Processors (of every kind) whose
+// function keeps state of its own, outside keyed state: Flink's
+// CheckpointedFunction. The operator stores it as operator state with union
+// redistribution: on a restore, every new subtask gets the states of all
+// old subtasks and picks what it needs.
+type FunctionState interface {
+	// SnapshotFunctionState returns the function's state at checkpoint id,
+	// or nil for none. The operator keeps the bytes; the function must not
+	// change them afterwards.
+	SnapshotFunctionState(id int64) ([]byte, error)
+	// RestoreFunctionState runs before Open when the operator starts from
+	// a checkpoint that holds its state: states has one entry per old
+	// subtask, by old subtask index, nil where that subtask stored none.
+	RestoreFunctionState(ctx *runtime.OperatorContext, states [][]byte) error
+}
+
 // watermarks combines the watermarks of an operator's inputs: the operator's
 // event time is the minimum over its inputs, where an input that has ended
 // counts as MaxWatermark: it will send nothing more, so it no longer holds
@@ -134,6 +152,14 @@ func (w *watermarks) end(input int) (int64, bool) {
 
 func (w *watermarks) allEnded() bool { return w.nEnded == len(w.ended) }
 
+// restore sets the inputs' watermarks to those of a checkpoint, so that
+// event time does not go back when the restored sources start over below
+// them (watermarks at or below an input's are ignored).
+func (w *watermarks) restore(in []int64) {
+	copy(w.in, in)
+	w.current = slices.Min(w.in)
+}
+
 func (w *watermarks) combine() (int64, bool) {
 	low := w.in[0]
 	for _, wm := range w.in[1:] {
@@ -154,6 +180,8 @@ type processCore[OUT any] struct {
 	opened bool
 	open   func(*Scope[OUT]) error
 	close  func() error
+	// fnState is the processor if it implements FunctionState, else nil.
+	fnState FunctionState
 }
 
 func (c *processCore[OUT]) setOutput(o any) { c.scope.out = o.(runtime.Output[OUT]) }
@@ -162,8 +190,21 @@ func (c *processCore[OUT]) Open(ctx *runtime.OperatorContext) error {
 	c.scope.op = ctx
 	c.scope.wm = &c.wm
 	c.scope.ts, c.scope.outTs = runtime.NoTimestamp, runtime.NoTimestamp
+	if err := restoreOperatorState(ctx, &c.wm, c.fnState); err != nil {
+		return err
+	}
 	c.opened = true
 	return c.open(&c.scope)
+}
+
+// SnapshotState implements runtime.Snapshotter: the watermarks and the
+// function's own state.
+func (c *processCore[OUT]) SnapshotState(id int64) (*runtime.OperatorSnapshot, error) {
+	b, err := snapshotOperatorState(id, &c.wm, c.fnState)
+	if err != nil {
+		return nil, err
+	}
+	return &runtime.OperatorSnapshot{Operator: b}, nil
 }
 
 func (c *processCore[OUT]) ProcessWatermark(input int, wm int64) {
@@ -210,7 +251,8 @@ func NewProcess[IN, OUT any](newProc func() Processor[IN, OUT]) *runtime.Factory
 	return oneInput[IN, OUT](func() (runtime.Operator, runtime.Input[IN], func(any)) {
 		proc := newProc()
 		op := &processOp[IN, OUT]{proc: proc}
-		op.processCore = processCore[OUT]{wm: newWatermarks(1), open: proc.Open, close: proc.Close}
+		fs, _ := proc.(FunctionState)
+		op.processCore = processCore[OUT]{wm: newWatermarks(1), open: proc.Open, close: proc.Close, fnState: fs}
 		return op, op, op.setOutput
 	})
 }
@@ -338,6 +380,8 @@ type keyedCore[K comparable, OUT any] struct {
 	open    func(*KeyedScope[K, OUT]) error
 	onTimer func(ts int64, domain TimeDomain) error
 	close   func() error
+	// fnState is the processor if it implements FunctionState, else nil.
+	fnState FunctionState
 }
 
 func (c *keyedCore[K, OUT]) setOutput(o any) { c.scope.out = o.(runtime.Output[OUT]) }
@@ -360,6 +404,9 @@ func (c *keyedCore[K, OUT]) Open(ctx *runtime.OperatorContext) error {
 		}
 		r.RestoreTimers(c.scope.timers.svc)
 	}
+	if err := restoreOperatorState(ctx, &c.wm, c.fnState); err != nil {
+		return err
+	}
 	c.opened = true
 	if err := c.open(&c.scope); err != nil {
 		return err
@@ -368,13 +415,18 @@ func (c *keyedCore[K, OUT]) Open(ctx *runtime.OperatorContext) error {
 	return nil
 }
 
-// SnapshotState implements runtime.Snapshotter: keyed state and timers.
-func (c *keyedCore[K, OUT]) SnapshotState(int64) (*runtime.OperatorSnapshot, error) {
+// SnapshotState implements runtime.Snapshotter: keyed state and timers,
+// and as operator state the watermarks and the function's own state.
+func (c *keyedCore[K, OUT]) SnapshotState(id int64) (*runtime.OperatorSnapshot, error) {
 	s, err := c.scope.backend.Snapshot()
 	if err != nil {
 		return nil, err
 	}
-	return &runtime.OperatorSnapshot{Keyed: s, Timers: c.scope.timers.svc.Snapshot()}, nil
+	b, err := snapshotOperatorState(id, &c.wm, c.fnState)
+	if err != nil {
+		return nil, err
+	}
+	return &runtime.OperatorSnapshot{Keyed: s, Timers: c.scope.timers.svc.Snapshot(), Operator: b}, nil
 }
 
 // begin makes key current for a record with timestamp ts. enc is the
@@ -463,8 +515,156 @@ func NewKeyedProcess[IN any, K comparable, OUT any](keying *Keying[IN, K], newPr
 	return keyedFactory[IN, OUT](keying, func() (runtime.Operator, runtime.Input[IN], func(any)) {
 		proc := newProc()
 		op := &keyedProcessOp[IN, K, OUT]{keying: keying, proc: proc}
+		fs, _ := proc.(FunctionState)
 		op.keyedCore = keyedCore[K, OUT]{wm: newWatermarks(1), enc: keying.Encoder,
-			open: proc.Open, onTimer: proc.OnTimer, close: proc.Close}
+			open: proc.Open, onTimer: proc.OnTimer, close: proc.Close, fnState: fs}
 		return op, op, op.setOutput
 	})
+}
+
+// Operator state.
+//
+// The non-keyed state of the process and window operators, in
+// OperatorSnapshot.Operator:
+//
+//	byte    version (1)
+//	uvarint number of inputs n, then n varint watermarks, one per input
+//	uvarint 0 if the function stored no state, else 1+len, then its bytes
+//
+// Restored watermarks keep event time from going back: after a restore the
+// sources start over and may send watermarks below those the operator had
+// reached. Without rescaling, each subtask takes its old subtask's; with
+// it, each input's minimum over the old subtasks (at an aligned checkpoint
+// behind a hash exchange they are all equal anyway).
+
+const operatorStateVersion = 1
+
+func encodeOperatorState(wms []int64, fn []byte) []byte {
+	b := []byte{operatorStateVersion}
+	b = binary.AppendUvarint(b, uint64(len(wms)))
+	for _, wm := range wms {
+		b = binary.AppendVarint(b, wm)
+	}
+	if fn == nil {
+		return binary.AppendUvarint(b, 0)
+	}
+	b = binary.AppendUvarint(b, uint64(len(fn))+1)
+	return append(b, fn...)
+}
+
+// decodeOperatorState returns the watermarks and the function state (nil
+// if none) of an encoded operator state.
+func decodeOperatorState(b []byte) (wms []int64, fn []byte, err error) {
+	corrupt := func(what string) error {
+		return fmt.Errorf("the operator state (%d bytes) is corrupt: %s; restore from another checkpoint, or start the job without one", len(b), what)
+	}
+	if len(b) == 0 {
+		return nil, nil, corrupt("it is empty")
+	}
+	if b[0] != operatorStateVersion {
+		return nil, nil, corrupt(fmt.Sprintf("format version %d, but this build reads version %d", b[0], operatorStateVersion))
+	}
+	rest := b[1:]
+	n, w := binary.Uvarint(rest)
+	if w <= 0 || n > uint64(len(rest)) {
+		return nil, nil, corrupt("the number of inputs is truncated or too large")
+	}
+	rest = rest[w:]
+	wms = make([]int64, n)
+	for i := range wms {
+		v, w := binary.Varint(rest)
+		if w <= 0 {
+			return nil, nil, corrupt(fmt.Sprintf("the watermark of input %d is truncated", i))
+		}
+		wms[i] = v
+		rest = rest[w:]
+	}
+	l, w := binary.Uvarint(rest)
+	if w <= 0 || l > uint64(len(rest)-w)+1 {
+		return nil, nil, corrupt("the function state is truncated")
+	}
+	rest = rest[w:]
+	if l > 0 {
+		fn = slices.Clone(rest[:l-1])
+		if fn == nil {
+			fn = []byte{}
+		}
+		rest = rest[l-1:]
+	}
+	if len(rest) > 0 {
+		return nil, nil, corrupt(fmt.Sprintf("%d unexpected bytes after the end", len(rest)))
+	}
+	return wms, fn, nil
+}
+
+// snapshotOperatorState encodes the watermarks and, if fs is set, the
+// function's state at checkpoint id.
+func snapshotOperatorState(id int64, wm *watermarks, fs FunctionState) ([]byte, error) {
+	var fn []byte
+	if fs != nil {
+		var err error
+		if fn, err = fs.SnapshotFunctionState(id); err != nil {
+			return nil, err
+		}
+	}
+	return encodeOperatorState(wm.in, fn), nil // copies fn
+}
+
+// restoreOperatorState restores the watermarks, and the function's state
+// through fs, from the operator state of every old subtask. It does
+// nothing on a fresh start.
+func restoreOperatorState(ctx *runtime.OperatorContext, wm *watermarks, fs FunctionState) error {
+	r := ctx.Restored
+	if r == nil {
+		return nil
+	}
+	wms, fns, err := decodeRestoredOperatorState(ctx, len(wm.in))
+	if err != nil {
+		return err
+	}
+	if wms != nil {
+		wm.restore(wms)
+	}
+	if fs != nil {
+		return fs.RestoreFunctionState(ctx, fns)
+	}
+	if i := slices.IndexFunc(fns, func(b []byte) bool { return b != nil }); i >= 0 {
+		return fmt.Errorf("checkpoint %d holds state that subtask %d of the operator's function stored, but the function "+
+			"no longer stores any; restore with a function that does (stream.CheckpointedFunction), or give the operator a new uid to drop its state",
+			r.Checkpoint, i)
+	}
+	return nil
+}
+
+// decodeRestoredOperatorState decodes the operator state of every old
+// subtask: the watermarks this subtask restores (nil if no old subtask
+// stored any) and the function states by old subtask.
+func decodeRestoredOperatorState(ctx *runtime.OperatorContext, inputs int) (wms []int64, fns [][]byte, err error) {
+	r := ctx.Restored
+	rescaled := r.Rescaled(ctx.Parallelism)
+	fns = make([][]byte, len(r.Snapshots))
+	for i, snap := range r.Snapshots {
+		if snap == nil || snap.Operator == nil {
+			continue
+		}
+		w, fn, err := decodeOperatorState(snap.Operator)
+		if err != nil {
+			return nil, nil, fmt.Errorf("restoring from checkpoint %d: subtask %d of %d: %w", r.Checkpoint, i, len(r.Snapshots), err)
+		}
+		if len(w) != inputs {
+			return nil, nil, fmt.Errorf("restoring from checkpoint %d: subtask %d of %d stored the watermarks of %d inputs, but the operator has %d; "+
+				"the operator's uid now names a different operator", r.Checkpoint, i, len(r.Snapshots), len(w), inputs)
+		}
+		fns[i] = fn
+		switch {
+		case !rescaled && i != ctx.Subtask:
+		case wms == nil:
+			wms = w
+		default:
+			for j := range wms {
+				wms[j] = min(wms[j], w[j])
+			}
+		}
+	}
+	return wms, fns, nil
 }

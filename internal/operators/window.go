@@ -50,10 +50,17 @@ package operators
 // harmless for processing-time results.) Event-time windows need no such
 // rule: the final MaxWatermark arrives before the end of the input and
 // fires them all; EndInput leaves them alone.
+//
+// Checkpoints hold the windows as keyed state and timers in the canonical
+// form (see SnapshotState), plus the watermark, so that a restored operator
+// neither re-admits records it had dropped as late nor sees event time go
+// back while the restarted sources catch up. The in-memory indexes above
+// are rebuilt on restore, from the key groups the subtask owns.
 
 import (
 	"bytes"
 	"cmp"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"iter"
@@ -63,6 +70,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/weirstream/weir/internal/codec"
 	"github.com/weirstream/weir/internal/runtime"
 	"github.com/weirstream/weir/internal/state"
 )
@@ -119,6 +127,11 @@ type windowFuncs[T any, K comparable, ACC, OUT any] struct {
 	add    func(acc ACC, v T) ACC
 	merge  func(a, b ACC) ACC // a is the earlier window's
 	emit   func(key K, w TimeWindow, acc ACC, out Collector[OUT]) error
+	// kind is the kind of keyed state the accumulators are in checkpoints:
+	// reducing, aggregating, or list (buffered elements).
+	kind state.Kind
+	// codec returns how checkpoints encode the accumulators.
+	codec func() (accCodec[ACC], error)
 }
 
 // NewWindowReduce returns the factory of a window operator that reduces
@@ -133,6 +146,8 @@ func NewWindowReduce[T any, K comparable](keying *Keying[T, K], spec WindowSpec,
 				out.Collect(acc)
 				return nil
 			},
+			kind:  state.KindReducing,
+			codec: valueCodec[T],
 		}
 	})
 }
@@ -150,6 +165,8 @@ func NewWindowReduceProcess[T any, K comparable, OUT any](keying *Keying[T, K], 
 				one[0] = acc
 				return p(key, w, one, out)
 			},
+			kind:  state.KindReducing,
+			codec: valueCodec[T],
 		}
 	})
 }
@@ -166,6 +183,8 @@ func NewWindowAggregate[T any, K comparable, ACC, OUT any](keying *Keying[T, K],
 				out.Collect(agg.GetResult(acc))
 				return nil
 			},
+			kind:  state.KindAggregating,
+			codec: valueCodec[ACC],
 		}
 	})
 }
@@ -183,6 +202,8 @@ func NewWindowAggregateProcess[T any, K comparable, ACC, V, OUT any](keying *Key
 				one[0] = agg.GetResult(acc)
 				return p(key, w, one, out)
 			},
+			kind:  state.KindAggregating,
+			codec: valueCodec[ACC],
 		}
 	})
 }
@@ -196,6 +217,8 @@ func NewWindowProcess[T any, K comparable, OUT any](keying *Keying[T, K], spec W
 			add:    func(acc []T, v T) []T { return append(acc, v) },
 			merge:  func(a, b []T) []T { return append(a, b...) },
 			emit:   func(key K, w TimeWindow, acc []T, out Collector[OUT]) error { return p(key, w, acc, out) },
+			kind:   state.KindList,
+			codec:  listCodec[T],
 		}
 	})
 }
@@ -258,6 +281,10 @@ type windowOp[T any, K comparable, ACC, OUT any] struct {
 	timerSeq      uint64
 
 	lateDropped int64
+
+	// accCodec encodes accumulators for checkpoints; made by Open when
+	// checkpoints are on or state is restored, else on the first snapshot.
+	accCodec *accCodec[ACC]
 }
 
 // kgWindows holds one key group's non-merging windows.
@@ -384,6 +411,18 @@ func (op *windowOp[T, K, ACC, OUT]) Open(ctx *runtime.OperatorContext) error {
 		op.kgw = make([]kgWindows[K, ACC], op.nGroups)
 		op.ends = make(map[int64]*windowEnd)
 	}
+	if ctx.Checkpointing || ctx.Restored != nil {
+		// Say at the start, not at the first checkpoint, that the
+		// windows' contents cannot be checkpointed.
+		if _, err := op.codec(); err != nil {
+			return err
+		}
+	}
+	if r := ctx.Restored; r != nil {
+		if err := op.restore(r); err != nil {
+			return fmt.Errorf("restoring the windows from checkpoint %d: %w", r.Checkpoint, err)
+		}
+	}
 	return nil
 }
 
@@ -449,12 +488,16 @@ func (op *windowOp[T, K, ACC, OUT]) ProcessElement(v T, ts int64) {
 	}
 }
 
+// ProcessWatermark fires the event-time windows the watermark completes,
+// then forwards it. A watermark that does not advance the operator's is
+// dropped: after a restore the sources start over below the restored one.
 func (op *windowOp[T, K, ACC, OUT]) ProcessWatermark(_ int, wm int64) {
-	if wm > op.wm {
-		op.wm = wm
-		if op.eventTime {
-			op.advance(wm)
-		}
+	if wm <= op.wm {
+		return
+	}
+	op.wm = wm
+	if op.eventTime {
+		op.advance(wm)
 	}
 	op.out.EmitWatermark(wm)
 }
@@ -815,41 +858,333 @@ func (op *windowOp[T, K, ACC, OUT]) onProcessingTime(due, now int64) {
 
 // Snapshot and restore.
 
-// WindowStates implements WindowState.
-func (op *windowOp[T, K, ACC, OUT]) WindowStates() iter.Seq[WindowStateEntry] {
-	return func(yield func(WindowStateEntry) bool) {
-		for kgi := 0; kgi < op.nGroups; kgi++ {
-			kg := kgi + op.kgStart
-			if op.merging {
-				type keyed struct {
-					enc []byte
-					sl  *sessionList[ACC]
-				}
-				var keys []keyed
-				for k, sl := range op.sessions[kgi] {
-					keys = append(keys, keyed{op.keying.Encoder.Append(nil, k), sl})
-				}
-				slices.SortFunc(keys, func(a, b keyed) int { return bytes.Compare(a.enc, b.enc) })
-				for _, k := range keys {
-					for _, s := range k.sl.s {
-						if !yield(WindowStateEntry{KeyGroup: kg, Key: k.enc, Window: s.w, Acc: s.acc, Fired: s.fired}) {
-							return
-						}
-					}
-				}
-				continue
+// windowContentsState names the windows' contents in checkpoints, as in
+// Flink's WindowOperator.
+const windowContentsState = "window-contents"
+
+// SnapshotState implements runtime.Snapshotter. The windows go into the
+// snapshot as canonical keyed state and timers, so that checkpoint storage
+// keeps them by key group and a restore with another parallelism moves
+// them with their key groups:
+//
+//	Keyed     state "window-contents", one entry per key and window: kind
+//	          reducing (Reduce), aggregating (Aggregate) or list
+//	          (Process); the key in the KeyEncoder's encoding; the window
+//	          as namespace (appendWindowNamespace); the codec encoding of
+//	          the reduced value or accumulator, or the concatenated encoded
+//	          elements (list)
+//	Timers    per window, those Flink's trigger would have pending: its
+//	          firing timer at MaxTimestamp() until it fired, and (event
+//	          time, with allowed lateness) its cleanup timer
+//	Operator  the watermark (encodeOperatorState)
+//
+// The indexes over the windows (window ends, per-key-group key lists, timer
+// heaps, the last-key cache, free lists) are not state: restore rebuilds
+// them from the entries.
+func (op *windowOp[T, K, ACC, OUT]) SnapshotState(int64) (_ *runtime.OperatorSnapshot, err error) {
+	ac, err := op.codec()
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		// A value that cannot be encoded (a pointer cycle, a failing
+		// MarshalBinary) fails the checkpoint, not the task.
+		if r := recover(); r != nil {
+			ee, ok := r.(*codec.EncodeError)
+			if !ok {
+				panic(r)
 			}
-			g := &op.kgw[kgi]
-			for _, end := range slices.Sorted(maps.Keys(g.byEnd)) {
-				we := op.ends[end]
-				for _, kw := range g.byEnd[end].keys {
-					if !yield(WindowStateEntry{KeyGroup: kg, Key: op.keying.Encoder.Append(nil, kw.key),
-						Window: we.w, Acc: kw.wins[kw.find(end)].acc, Fired: we.fired}) {
-						return
+			err = fmt.Errorf("encoding the windows' contents: %w", ee)
+		}
+	}()
+	keyed := &state.Snapshot{}
+	timers := &state.TimerSnapshot{}
+	var (
+		kg                      = -1
+		entries                 []state.Entry
+		eventTimers, procTimers []state.Timer
+		encodeErr               error
+	)
+	flush := func() {
+		if len(entries) == 0 {
+			return
+		}
+		slices.SortFunc(entries, func(a, b state.Entry) int {
+			return cmp.Or(bytes.Compare(a.Key, b.Key), bytes.Compare(a.Namespace, b.Namespace))
+		})
+		slices.SortFunc(eventTimers, compareTimers)
+		slices.SortFunc(procTimers, compareTimers)
+		keyed.KeyGroups = append(keyed.KeyGroups, state.KeyGroupState{KeyGroup: kg, Entries: entries})
+		timers.KeyGroups = append(timers.KeyGroups, state.TimerKeyGroup{KeyGroup: kg, EventTime: eventTimers, ProcessingTime: procTimers})
+		entries, eventTimers, procTimers = nil, nil, nil
+	}
+	op.eachWindow(func(g int, key []byte, w TimeWindow, acc ACC, fired bool) bool {
+		if g != kg {
+			flush()
+			kg = g
+		}
+		v, err := ac.append(nil, acc)
+		if err != nil {
+			encodeErr = fmt.Errorf("window %v of key %q: %w", w, key, err)
+			return false
+		}
+		key = nilIfEmpty(key)
+		ns := appendWindowNamespace(nil, w)
+		entries = append(entries, state.Entry{State: windowContentsState, Kind: op.fn.kind, Key: key, Namespace: ns, Value: nilIfEmpty(v)})
+		if !op.eventTime {
+			procTimers = append(procTimers, state.Timer{Timestamp: w.MaxTimestamp(), Key: key, Namespace: ns})
+			return true
+		}
+		if !fired {
+			eventTimers = append(eventTimers, state.Timer{Timestamp: w.MaxTimestamp(), Key: key, Namespace: ns})
+		}
+		// A fired window always waits for a cleanup later than its firing.
+		if c := op.cleanupTime(w); c != w.MaxTimestamp() {
+			eventTimers = append(eventTimers, state.Timer{Timestamp: c, Key: key, Namespace: ns})
+		}
+		return true
+	})
+	if encodeErr != nil {
+		return nil, encodeErr
+	}
+	flush()
+	return &runtime.OperatorSnapshot{Keyed: keyed, Timers: timers, Operator: encodeOperatorState([]int64{op.wm}, nil)}, nil
+}
+
+// restore rebuilds the windows of this subtask's key groups from the
+// snapshots of every old subtask (see SnapshotState). A window has fired
+// when its timers are pending but not its firing timer; a window without
+// timers has not (it fires, at worst, again).
+func (op *windowOp[T, K, ACC, OUT]) restore(r *runtime.RestoredState) error {
+	wms, fns, err := decodeRestoredOperatorState(op.ctx, 1)
+	if err != nil {
+		return err
+	}
+	if slices.ContainsFunc(fns, func(b []byte) bool { return b != nil }) {
+		return errors.New("the checkpoint holds function state for this operator, which a window operator never stores; " +
+			"the operator's uid now names a different operator")
+	}
+	if wms != nil {
+		op.wm = wms[0]
+	}
+	ac, err := op.codec()
+	if err != nil {
+		return err
+	}
+	const (
+		hasTimer  = 1
+		hasFiring = 2
+	)
+	for i, snap := range r.Snapshots {
+		if snap == nil || snap.Keyed == nil {
+			continue
+		}
+		// Window timers by key ‖ namespace (the namespace has a fixed length).
+		timers := map[string]uint8{}
+		if snap.Timers != nil && op.eventTime {
+			for _, g := range snap.Timers.KeyGroups {
+				if !op.ctx.KeyGroups.Contains(g.KeyGroup) {
+					continue
+				}
+				for _, tm := range g.EventTime {
+					w, err := decodeWindowNamespace(tm.Namespace)
+					if err != nil {
+						return fmt.Errorf("subtask %d of %d: a timer of key %q: %w", i, len(r.Snapshots), tm.Key, err)
+					}
+					id := string(tm.Key) + string(tm.Namespace)
+					timers[id] |= hasTimer
+					if tm.Timestamp == w.MaxTimestamp() {
+						timers[id] |= hasFiring
 					}
 				}
 			}
 		}
+		for _, g := range snap.Keyed.KeyGroups {
+			if !op.ctx.KeyGroups.Contains(g.KeyGroup) {
+				continue
+			}
+			for _, e := range g.Entries {
+				if e.State != windowContentsState {
+					return fmt.Errorf("subtask %d of %d holds state %q (%s), which a window operator does not have; "+
+						"the operator's uid now names a different operator", i, len(r.Snapshots), e.State, e.Kind)
+				}
+				if e.Kind != op.fn.kind {
+					return fmt.Errorf("subtask %d of %d holds the windows' contents as %s state, but this window operator keeps %s state; "+
+						"the operator's uid now names a different window function (Reduce, Aggregate or Process)", i, len(r.Snapshots), e.Kind, op.fn.kind)
+				}
+				w, err := decodeWindowNamespace(e.Namespace)
+				if err != nil {
+					return fmt.Errorf("subtask %d of %d: a window of key %q: %w", i, len(r.Snapshots), e.Key, err)
+				}
+				acc, err := ac.decode(e.Value)
+				if err != nil {
+					return fmt.Errorf("subtask %d of %d: window %v of key %q: %w", i, len(r.Snapshots), w, e.Key, err)
+				}
+				t := timers[string(e.Key)+string(e.Namespace)]
+				fired := t&hasTimer != 0 && t&hasFiring == 0
+				err = op.RestoreWindowState(WindowStateEntry{KeyGroup: g.KeyGroup, Key: e.Key, Window: w, Acc: acc, Fired: fired})
+				if err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// codec returns how checkpoints encode the accumulators.
+func (op *windowOp[T, K, ACC, OUT]) codec() (*accCodec[ACC], error) {
+	if op.accCodec == nil {
+		c, err := op.fn.codec()
+		if err != nil {
+			return nil, fmt.Errorf("the windows' contents cannot be stored in checkpoints: %w", err)
+		}
+		op.accCodec = &c
+	}
+	return op.accCodec, nil
+}
+
+// accCodec encodes a window's accumulator for checkpoints.
+type accCodec[ACC any] struct {
+	append func(dst []byte, acc ACC) ([]byte, error)
+	decode func(b []byte) (ACC, error)
+}
+
+// valueCodec encodes a reduced value or an accumulator with the codec.
+func valueCodec[V any]() (accCodec[V], error) {
+	c, err := codec.For[V]()
+	if err != nil {
+		return accCodec[V]{}, err
+	}
+	return accCodec[V]{
+		append: func(dst []byte, v V) ([]byte, error) { return c.Append(dst, v), nil },
+		decode: func(b []byte) (V, error) {
+			v, n, err := c.Decode(b)
+			if err == nil && n != len(b) {
+				err = fmt.Errorf("%d bytes left over after the window's contents", len(b)-n)
+			}
+			return v, err
+		},
+	}, nil
+}
+
+// listCodec encodes buffered elements as list state does: concatenated.
+func listCodec[T any]() (accCodec[[]T], error) {
+	c, err := codec.For[T]()
+	if err != nil {
+		return accCodec[[]T]{}, err
+	}
+	return accCodec[[]T]{
+		append: func(dst []byte, vs []T) ([]byte, error) {
+			n := len(dst)
+			for _, v := range vs {
+				dst = c.Append(dst, v)
+			}
+			if len(vs) > 0 && len(dst) == n {
+				return nil, fmt.Errorf("the elements' type %T encodes to no bytes, so a checkpoint cannot count them", *new(T))
+			}
+			return dst, nil
+		},
+		decode: func(b []byte) ([]T, error) {
+			var vs []T
+			for len(b) > 0 {
+				v, n, err := c.Decode(b)
+				if err != nil {
+					return nil, err
+				}
+				if n <= 0 {
+					return nil, errors.New("an element decoded from no bytes")
+				}
+				vs = append(vs, v)
+				b = b[n:]
+			}
+			return vs, nil
+		},
+	}, nil
+}
+
+// appendWindowNamespace appends a window as a state namespace: start and
+// end, 8 bytes big-endian each with the sign bit flipped, so that byte
+// order is time order.
+func appendWindowNamespace(dst []byte, w TimeWindow) []byte {
+	dst = binary.BigEndian.AppendUint64(dst, uint64(w.Start)^(1<<63))
+	return binary.BigEndian.AppendUint64(dst, uint64(w.End)^(1<<63))
+}
+
+func decodeWindowNamespace(b []byte) (TimeWindow, error) {
+	if len(b) != 16 {
+		return TimeWindow{}, fmt.Errorf("the window namespace has %d bytes, want 16: the state is corrupt or not a time window's", len(b))
+	}
+	w := TimeWindow{Start: int64(binary.BigEndian.Uint64(b) ^ (1 << 63)), End: int64(binary.BigEndian.Uint64(b[8:]) ^ (1 << 63))}
+	if w.End <= w.Start {
+		return TimeWindow{}, fmt.Errorf("the window namespace holds the empty window %v: the state is corrupt", w)
+	}
+	return w, nil
+}
+
+// compareTimers orders timers as state.TimerService fires them: by time,
+// then uvarint(len(key)) ‖ key ‖ namespace.
+func compareTimers(a, b state.Timer) int {
+	if c := cmp.Compare(a.Timestamp, b.Timestamp); c != 0 {
+		return c
+	}
+	var la, lb [binary.MaxVarintLen64]byte
+	return cmp.Or(
+		bytes.Compare(binary.AppendUvarint(la[:0], uint64(len(a.Key))), binary.AppendUvarint(lb[:0], uint64(len(b.Key)))),
+		bytes.Compare(a.Key, b.Key),
+		bytes.Compare(a.Namespace, b.Namespace))
+}
+
+func nilIfEmpty(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
+// eachWindow calls fn for every window of every key (the key encoded), by
+// ascending key group, then window end (sessions: encoded key, then window
+// start), until fn returns false.
+func (op *windowOp[T, K, ACC, OUT]) eachWindow(fn func(kg int, key []byte, w TimeWindow, acc ACC, fired bool) bool) {
+	for kgi := 0; kgi < op.nGroups; kgi++ {
+		kg := kgi + op.kgStart
+		if op.merging {
+			type keyed struct {
+				enc []byte
+				sl  *sessionList[ACC]
+			}
+			var keys []keyed
+			for k, sl := range op.sessions[kgi] {
+				keys = append(keys, keyed{op.keying.Encoder.Append(nil, k), sl})
+			}
+			slices.SortFunc(keys, func(a, b keyed) int { return bytes.Compare(a.enc, b.enc) })
+			for _, k := range keys {
+				for _, s := range k.sl.s {
+					if !fn(kg, k.enc, s.w, s.acc, s.fired) {
+						return
+					}
+				}
+			}
+			continue
+		}
+		g := &op.kgw[kgi]
+		for _, end := range slices.Sorted(maps.Keys(g.byEnd)) {
+			we := op.ends[end]
+			for _, kw := range g.byEnd[end].keys {
+				if !fn(kg, op.keying.Encoder.Append(nil, kw.key), we.w, kw.wins[kw.find(end)].acc, we.fired) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// WindowStates implements WindowState.
+func (op *windowOp[T, K, ACC, OUT]) WindowStates() iter.Seq[WindowStateEntry] {
+	return func(yield func(WindowStateEntry) bool) {
+		op.eachWindow(func(kg int, key []byte, w TimeWindow, acc ACC, fired bool) bool {
+			return yield(WindowStateEntry{KeyGroup: kg, Key: key, Window: w, Acc: acc, Fired: fired})
+		})
 	}
 }
 
