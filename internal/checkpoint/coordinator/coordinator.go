@@ -146,6 +146,10 @@ func (c *Coordinator) Handle(now time.Time, ev Event) []Action {
 		c.taskFinished(e, &out)
 	case TriggerSavepoint:
 		c.triggerSavepoint(now, e, &out)
+	case CheckpointNow:
+		if c.periodicArmed() && now.Before(c.nextDue) {
+			c.nextDue = now
+		}
 	case MetadataWritten:
 		c.metadataWritten(now, e, &out)
 	case MetadataFailed:

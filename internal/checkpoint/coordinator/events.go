@@ -69,6 +69,13 @@ type MetadataFailed struct {
 // and the timer is cancelled; Start resumes.
 type Stop struct{}
 
+// CheckpointNow asks for the next periodic checkpoint now rather than at
+// the end of the interval, e.g. because every task has finished its input
+// and waits for a final checkpoint to commit its output. Min pause and max
+// concurrent still apply.
+type CheckpointNow struct{}
+
+func (CheckpointNow) isEvent()    {}
 func (Start) isEvent()            {}
 func (Tick) isEvent()             {}
 func (Ack) isEvent()              {}
