@@ -154,6 +154,7 @@ func runBinary(s *launch.Settings, path string, args []string, planFile string) 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
+	bindChild(cmd)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting job %s: %w", path, err)
 	}
