@@ -36,6 +36,7 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.AddCommand(runCommand(), infoCommand(), benchCommand(), configCommand(), versionCommand())
+	root.AddCommand(jobsCommands()...)
 	if err := root.Execute(); err != nil {
 		code := 1
 		var ee *exitError
