@@ -16,6 +16,7 @@ import (
 	"github.com/weirstream/weir/internal/launch"
 	"github.com/weirstream/weir/internal/minicluster"
 	pb "github.com/weirstream/weir/internal/pb/jobgraphpb"
+	"github.com/weirstream/weir/internal/rest"
 	"github.com/weirstream/weir/internal/runtime"
 )
 
@@ -158,14 +159,18 @@ func (e *Environment) ExecuteContext(ctx context.Context, name string) (err erro
 		e.launch.OnStart(jg)
 	}
 	start := time.Now()
+	api := e.startREST(jg.JobId, name)
+	defer api.Close()
 	if !e.launch.Quiet {
-		fmt.Fprintf(os.Stderr, "weir: job %s (%s) running on the embedded cluster, %d tasks\n", name, jg.JobId, countSubtasks(jg))
+		fmt.Fprintf(os.Stderr, "weir: job %s (%s) running on the embedded cluster, %d tasks%s\n", name, jg.JobId, countSubtasks(jg), restNote(api))
 	}
 	err = minicluster.Run(ctx, &runtime.Job{Graph: jg, Factories: factories}, e.cfg, minicluster.RunOptions{
 		JobID:                 jg.JobId,
 		FromSavepoint:         e.launch.FromSavepoint,
 		AllowNonRestoredState: e.launch.AllowNonRestoredState,
 		Log:                   e.progress,
+		Name:                  name,
+		OnControl:             api.Register,
 	})
 	if errors.Is(err, runtime.ErrCanceled) {
 		err = ErrJobCanceled
@@ -190,6 +195,33 @@ func (e *Environment) progress(format string, args ...any) {
 	if !e.launch.Quiet {
 		fmt.Fprintf(os.Stderr, "weir: "+format+"\n", args...)
 	}
+}
+
+// The embedded cluster's REST API (package rest), through which weir list,
+// savepoint, stop and cancel reach the job.
+
+// startREST serves the REST API for the job unless it is off: with
+// rest.enabled=false, and for quiet launches (tests and weir bench run many
+// jobs at once and steer them in-process). If it cannot listen, the job
+// runs without it. A nil *rest.Embedded ignores Register and Close.
+func (e *Environment) startREST(jobID, name string) *rest.Embedded {
+	if e.launch.Quiet || !e.cfg.Bool(config.RestEnabled) {
+		return nil
+	}
+	api, err := rest.StartEmbedded(e.cfg, jobID, name, "")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "weir: %v; the job runs without it (weir list, savepoint, stop and cancel cannot reach it)\n", err)
+		return nil
+	}
+	return api
+}
+
+// restNote is the end of the job's "running" line: where its API is.
+func restNote(api *rest.Embedded) string {
+	if api == nil {
+		return ""
+	}
+	return ", " + api.Describe()
 }
 
 func countSubtasks(jg *pb.JobGraph) int {

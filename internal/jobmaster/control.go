@@ -37,7 +37,7 @@ type Status struct {
 	JobID string
 	Name  string
 	// State is one of Flink's job states: INITIALIZING, RUNNING,
-	// RESTARTING, FINISHED, FAILED, CANCELING, CANCELED.
+	// RESTARTING, FINISHED, FAILED, CANCELLING, CANCELED.
 	State     string
 	StartTime time.Time
 	// EndTime is zero while the job runs.
@@ -69,7 +69,7 @@ func (m *master) Status() Status {
 
 // Cancel implements Control.
 func (m *master) Cancel() {
-	m.setState("CANCELING")
+	m.setState("CANCELLING")
 	m.cancel()
 }
 
@@ -96,12 +96,16 @@ func (m *master) TriggerSavepoint(ctx context.Context, dir string, stop, drain b
 	req := savepointRequest{dir: absURI(dir), stop: stop, drain: drain, reply: make(chan savepointResult, 1)}
 	select {
 	case m.requests <- req:
+	case <-m.done:
+		return "", errors.New("the job has ended")
 	case <-ctx.Done():
 		return "", ctx.Err()
 	}
 	select {
 	case r := <-req.reply:
 		return r.path, r.err
+	case <-m.done:
+		return "", errors.New("the job ended before the savepoint completed")
 	case <-ctx.Done():
 		return "", ctx.Err()
 	}

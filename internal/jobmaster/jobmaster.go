@@ -72,6 +72,7 @@ func Run(ctx context.Context, job *runtime.Job, o Options) (err error) {
 		return err
 	}
 	defer m.close()
+	defer close(m.done)
 	m.cancel = cancel
 	m.setState("RUNNING")
 	if o.OnControl != nil {
@@ -101,6 +102,7 @@ type master struct {
 	enabled  bool // checkpoints on
 	strategy restart.Strategy
 	store    storage.Storage // nil: completed checkpoints are kept in memory
+	incr     *incremental    // incremental checkpoints (incremental.go); nil when off
 
 	events chan any
 	nextID coordinator.CheckpointID
@@ -119,6 +121,7 @@ type master struct {
 	latestSavepoint string
 
 	cancel   context.CancelFunc
+	done     chan struct{} // closed when Run returns
 	requests chan savepointRequest
 	seq      int
 	mu       sync.Mutex
@@ -166,7 +169,7 @@ func newMaster(ctx context.Context, job *runtime.Job, o Options) (*master, error
 		o.Log = func(string, ...any) {}
 	}
 	m := &master{job: job, o: o, ops: operators(job.Graph), events: make(chan any, 1024), nextID: 1,
-		requests: make(chan savepointRequest)}
+		requests: make(chan savepointRequest), done: make(chan struct{})}
 	m.status = Status{JobID: o.JobID, Name: o.Name, State: "INITIALIZING", StartTime: time.Now(),
 		Timestamps: map[string]time.Time{"INITIALIZING": time.Now()}}
 	for _, v := range job.Graph.Vertices {
@@ -189,6 +192,10 @@ func newMaster(ctx context.Context, job *runtime.Job, o Options) (*master, error
 	if dir := o.Config.String(config.CheckpointsDir); dir != "" && m.enabled {
 		if m.store, err = storage.Open(ctx, dir); err != nil {
 			return nil, fmt.Errorf("%s: %w", config.CheckpointsDir.Name, err)
+		}
+		if m.incr, err = openIncremental(ctx, m.store, o.JobID, o.Config, o.Log); err != nil { // incremental.go
+			m.close()
+			return nil, err
 		}
 	}
 	if o.FromSavepoint != "" {
@@ -218,6 +225,7 @@ func newMaster(ctx context.Context, job *runtime.Job, o Options) (*master, error
 }
 
 func (m *master) close() {
+	m.incr.close() // incremental.go
 	if m.store != nil {
 		m.store.Close()
 	}
@@ -403,6 +411,12 @@ func (a *attempt) onEvent(ev any) {
 		// when all have finished after a stop-with-savepoint.
 		a.finished++
 		a.maybeReleaseStopped()
+		if a.finished == len(a.m.tasks) && !a.stopped {
+			// Everything has finished: the checkpoint that lets the job
+			// end (and commits its last output) need not wait out the
+			// interval.
+			a.handle(coordinator.CheckpointNow{})
+		}
 	case persisted:
 		if e.path != "" {
 			a.savepoints[e.id] = e.path
@@ -479,6 +493,7 @@ func (a *attempt) do(act coordinator.Action) {
 			m.retained = append(m.retained, id)
 			m.latestSavepoint = ""
 		}
+		m.incr.completed(id, a.kinds[id]) // incremental.go
 		m.mu.Lock()
 		m.status.CompletedCheckpoints++
 		m.status.LatestCheckpoint = id
@@ -494,6 +509,7 @@ func (a *attempt) do(act coordinator.Action) {
 	case coordinator.AbortCheckpoint:
 		delete(m.pending, int64(x.ID))
 		m.discard(int64(x.ID))
+		m.incr.abandoned(int64(x.ID), x.Acks) // incremental.go
 		if path := a.savepoints[int64(x.ID)]; path != "" {
 			go removeSavepoint(path)
 		}
@@ -503,6 +519,7 @@ func (a *attempt) do(act coordinator.Action) {
 	case coordinator.DiscardMetadata:
 		delete(m.pending, int64(x.ID))
 		m.discard(int64(x.ID))
+		m.incr.abandoned(int64(x.ID), nil) // incremental.go
 	case coordinator.DiscardCompleted:
 		m.retained = deleteID(m.retained, int64(x.ID))
 		m.discard(int64(x.ID))
@@ -531,7 +548,9 @@ func (a *attempt) do(act coordinator.Action) {
 		}
 		req.reply <- savepointResult{path: a.savepoints[int64(x.ID)]}
 	case coordinator.DiscardAck:
-		// Acknowledged state lives in memory until persisted.
+		// Acknowledged state lives in memory until persisted, but for
+		// native keyed state's local files.
+		discardAck(x.State) // incremental.go
 	}
 }
 
@@ -558,11 +577,7 @@ func (a *attempt) persist(id int64, kind coordinator.Kind, ts time.Time, acks []
 		ev.restore = restoreInMemory(id, acks, m.ops)
 	} else {
 		loc := storage.CheckpointLocation(m.o.JobID, id)
-		md, err := buildMetadata(a.ctx, m.store, loc, m.o.JobID, m.ops, id, pb.Kind_CHECKPOINT, ts, acks)
-		if err == nil {
-			_, err = storage.WriteMetadata(a.ctx, m.store, loc, md)
-		}
-		if err != nil {
+		if err := m.incr.persist(a.ctx, m.store, loc, m.o.JobID, m.ops, id, ts, acks); err != nil { // incremental.go
 			ev.err = fmt.Errorf("persisting checkpoint %d: %w", id, err)
 		}
 	}
@@ -589,6 +604,12 @@ func restoreInMemory(id int64, acks []runtime.TaskAck, ops map[string]operatorIn
 			if r == nil {
 				r = &runtime.RestoredState{Checkpoint: id, Snapshots: make([]*runtime.OperatorSnapshot, ops[uid].parallelism)}
 				out[uid] = r
+			}
+			// Complete a snapshot that the task left to be built later
+			// (runtime.OperatorSnapshot.Materialize), on this persist
+			// goroutine; if that fails the operator's restore reports it.
+			if snap.Materialize != nil {
+				_ = snap.Materialize()
 			}
 			r.Snapshots[ack.Task.Subtask] = snap
 		}

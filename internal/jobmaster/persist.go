@@ -17,6 +17,7 @@ import (
 	pb "github.com/weirstream/weir/internal/pb/checkpointpb"
 	jgpb "github.com/weirstream/weir/internal/pb/jobgraphpb"
 	"github.com/weirstream/weir/internal/runtime"
+	"github.com/weirstream/weir/internal/state/pebblestate"
 )
 
 // operatorInfo is where an operator runs in the job graph.
@@ -41,9 +42,21 @@ func operators(g *jgpb.JobGraph) map[string]operatorInfo {
 // buildMetadata writes the state files of a checkpoint's acknowledgements
 // into loc and returns its metadata (not yet written). Keyed state goes to
 // one file per operator subtask in the canonical format; operator state
-// (source positions, pending sink output) is small and inline.
+// (source positions, pending sink output) is small and inline. Native
+// keyed state (a backend taking incremental checkpoints) is converted to
+// the canonical format: incremental checkpoints go through
+// incremental.persist instead.
 func buildMetadata(ctx context.Context, st storage.Storage, loc storage.Location, jobID string, ops map[string]operatorInfo,
 	id int64, kind pb.Kind, triggered time.Time, acks []runtime.TaskAck) (*pb.Metadata, error) {
+	return buildMetadataWith(ctx, st, loc, jobID, ops, id, kind, triggered, acks, nil)
+}
+
+// buildMetadataWith is buildMetadata, storing native keyed state with up
+// if it is not nil (incremental checkpoints). The local directories of
+// native state are removed when it returns, whatever happened.
+func buildMetadataWith(ctx context.Context, st storage.Storage, loc storage.Location, jobID string, ops map[string]operatorInfo,
+	id int64, kind pb.Kind, triggered time.Time, acks []runtime.TaskAck, up *uploader) (*pb.Metadata, error) {
+	defer releaseNative(acks)
 	byUID := map[string]*pb.OperatorState{}
 	for _, a := range acks {
 		for uid, snap := range a.Operators {
@@ -59,10 +72,35 @@ func buildMetadata(ctx context.Context, st storage.Storage, loc storage.Location
 			r := keygroup.RangeForOperator(info.maxParallelism, info.parallelism, int(a.Task.Subtask))
 			// key_group_end < key_group_start: no keyed state.
 			sub := &pb.SubtaskState{Subtask: a.Task.Subtask, KeyGroupStart: 0, KeyGroupEnd: -1}
-			if snap.Keyed != nil || snap.Timers != nil {
+			// Complete a snapshot that the task left to be built here, off
+			// the task goroutine (runtime.OperatorSnapshot.Materialize).
+			if snap.Materialize != nil {
+				if err := snap.Materialize(); err != nil {
+					return nil, fmt.Errorf("operator %q subtask %d: %w", uid, a.Task.Subtask, err)
+				}
+			}
+			keyed := snap.Keyed
+			var native *pebblestate.Files
+			if snap.Native != nil {
+				f, ok := snap.Native.(*pebblestate.Files)
+				if !ok {
+					return nil, fmt.Errorf("operator %q subtask %d acknowledged keyed state of type %T, which checkpoint storage cannot store", uid, a.Task.Subtask, snap.Native)
+				}
+				if up != nil && kind == pb.Kind_CHECKPOINT {
+					native = f
+				} else {
+					var err error
+					if keyed, err = f.ReadCanonical(r); err != nil {
+						return nil, fmt.Errorf("operator %q subtask %d: %w", uid, a.Task.Subtask, err)
+					}
+				}
+			}
+			if keyed != nil || snap.Timers != nil || native != nil {
 				sub.KeyGroupStart, sub.KeyGroupEnd = int32(r.Start), int32(r.End)
+			}
+			if keyed != nil || snap.Timers != nil {
 				var buf bytes.Buffer
-				if err := storage.WriteKeyedState(&buf, info.maxParallelism, snap.Keyed, snap.Timers); err != nil {
+				if err := storage.WriteKeyedState(&buf, info.maxParallelism, keyed, snap.Timers); err != nil {
 					return nil, fmt.Errorf("operator %q subtask %d: %w", uid, a.Task.Subtask, err)
 				}
 				name := fmt.Sprintf("%s-%d.keyed", fileSafe(uid), a.Task.Subtask)
@@ -72,6 +110,14 @@ func buildMetadata(ctx context.Context, st storage.Storage, loc storage.Location
 				}
 				sub.KeyedState = append(sub.KeyedState, &pb.StateHandle{Handle: &pb.StateHandle_File{
 					File: storage.FileHandleOf(pb.Scope_EXCLUSIVE, name, w)}})
+			}
+			if native != nil {
+				dir := fmt.Sprintf("%s-%d.native", fileSafe(uid), a.Task.Subtask)
+				n, err := up.upload(ctx, st, loc, dir, native)
+				if err != nil {
+					return nil, fmt.Errorf("operator %q subtask %d: %w", uid, a.Task.Subtask, err)
+				}
+				sub.NativeKeyedState = n
 			}
 			if snap.Operator != nil {
 				sub.OperatorState = append(sub.OperatorState, &pb.OperatorStateEntry{Name: "operator", Distribution: pb.Distribution_UNION,
@@ -91,6 +137,23 @@ func buildMetadata(ctx context.Context, st storage.Storage, loc storage.Location
 	}
 	slices.SortFunc(md.Operators, func(a, b *pb.OperatorState) int { return strings.Compare(a.Uid, b.Uid) })
 	return md, nil
+}
+
+// releaseNative removes the local directories of the native keyed state in
+// acks (runtime.TaskAck values): what a checkpoint that is persisted, or
+// will never be, no longer needs.
+func releaseNative[A any](acks []A) {
+	for _, a := range acks {
+		ack, ok := any(a).(runtime.TaskAck)
+		if !ok {
+			continue
+		}
+		for _, snap := range ack.Operators {
+			if f, ok := snap.Native.(*pebblestate.Files); ok {
+				_ = f.Remove()
+			}
+		}
+	}
 }
 
 // fileSafe turns a uid into a file name part.
@@ -126,18 +189,29 @@ func restoreFrom(ctx context.Context, st storage.Storage, loc storage.Location, 
 		rs := &runtime.RestoredState{Checkpoint: md.CheckpointId, Snapshots: make([]*runtime.OperatorSnapshot, os.Parallelism)}
 		for _, sub := range os.Subtasks {
 			snap := &runtime.OperatorSnapshot{}
+			kgs := keygroup.Range{Start: int(sub.KeyGroupStart), End: int(sub.KeyGroupEnd)}
 			for _, h := range sub.KeyedState {
 				f, err := storage.OpenState(ctx, st, loc, h)
 				if err != nil {
 					return nil, fmt.Errorf("operator %q subtask %d: %w", os.Uid, sub.Subtask, err)
 				}
 				name := where + "/" + h.GetFile().GetPath()
-				keyed, timers, err := storage.ReadKeyedState(f, name, keygroup.Range{Start: int(sub.KeyGroupStart), End: int(sub.KeyGroupEnd)})
+				keyed, timers, err := storage.ReadKeyedState(f, name, kgs)
 				f.Close()
 				if err != nil {
 					return nil, fmt.Errorf("operator %q subtask %d: %w", os.Uid, sub.Subtask, err)
 				}
 				snap.Keyed, snap.Timers = keyed, timers
+			}
+			if n := sub.NativeKeyedState; n != nil {
+				rc, err := remoteCheckpoint(st, loc, kgs, n)
+				if err != nil {
+					return nil, fmt.Errorf("%s: operator %q subtask %d: %w", where, os.Uid, sub.Subtask, err)
+				}
+				if snap.Keyed != nil && snap.Keyed.Len() > 0 {
+					return nil, fmt.Errorf("%s: operator %q subtask %d has keyed state in both the canonical and the native format", where, os.Uid, sub.Subtask)
+				}
+				snap.Keyed, snap.Native = nil, rc
 			}
 			for _, e := range sub.OperatorState {
 				snap.Operator = e.GetState().GetInline()
@@ -163,16 +237,31 @@ func openSnapshot(ctx context.Context, path string) (st storage.Storage, loc sto
 		}
 		path = abs
 	}
-	st, err = storage.Open(ctx, path)
-	if err != nil {
-		return nil, loc, nil, "", err
+	var first error
+	if _, ok := storage.ParseCheckpointDir(pathBase(path)); ok {
+		// A retained checkpoint: its handles reach into the job's shared/
+		// directory beside it, so open the storage at the job directory.
+		st, err = storage.Open(ctx, pathDir(path))
+		if err != nil {
+			return nil, loc, nil, "", err
+		}
+		loc = storage.Location{Dir: pathBase(path), SharedDir: storage.SharedDirName, TaskOwnedDir: storage.TaskOwnedDirName}
+		md, first = storage.ReadMetadata(ctx, st, loc)
+		if first == nil {
+			return st, loc, md, "", nil
+		}
+		st.Close()
+	} else {
+		st, err = storage.Open(ctx, path)
+		if err != nil {
+			return nil, loc, nil, "", err
+		}
+		md, first = storage.ReadMetadata(ctx, st, storage.SavepointLocation(""))
+		if first == nil {
+			return st, storage.SavepointLocation(""), md, "", nil
+		}
+		st.Close()
 	}
-	md, err = storage.ReadMetadata(ctx, st, storage.SavepointLocation(""))
-	if err == nil {
-		return st, storage.SavepointLocation(""), md, "", nil
-	}
-	st.Close()
-	first := err
 	// A job directory, or an incomplete checkpoint in one: fall back to
 	// the newest complete checkpoint of the job.
 	jobDir := path
@@ -187,6 +276,11 @@ func openSnapshot(ctx context.Context, path string) (st storage.Storage, loc sto
 				path, storage.MetadataName, shortErr(first), found.Metadata.CheckpointId, jobID)
 			if jobDir == path {
 				note = fmt.Sprintf("using checkpoint %d, the newest complete one of job %s", found.Metadata.CheckpointId, jobID)
+			}
+			for _, w := range found.Skipped {
+				// A checkpoint with a corrupt _metadata had completed: output
+				// its sinks committed may be written again.
+				note += "\nweir: warning: " + w
 			}
 			return rst, found.Location, found.Metadata, note, nil
 		}

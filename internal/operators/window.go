@@ -66,8 +66,10 @@ import (
 	"iter"
 	"maps"
 	"math"
+	"reflect"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/weirstream/weir/internal/codec"
@@ -285,6 +287,11 @@ type windowOp[T any, K comparable, ACC, OUT any] struct {
 	// accCodec encodes accumulators for checkpoints; made by Open when
 	// checkpoints are on or state is restored, else on the first snapshot.
 	accCodec *accCodec[ACC]
+	// plainKey and plainAcc say whether K and ACC can be copied as values
+	// into a snapshot (2) or must be encoded (1); 0 until the first one.
+	plainKey, plainAcc uint8
+	// lastCopyKeys and lastCopyWins size the next snapshot's copy.
+	lastCopyKeys, lastCopyWins int
 }
 
 // kgWindows holds one key group's non-merging windows.
@@ -881,74 +888,363 @@ const windowContentsState = "window-contents"
 // The indexes over the windows (window ends, per-key-group key lists, timer
 // heaps, the last-key cache, free lists) are not state: restore rebuilds
 // them from the entries.
+//
+// The snapshot is taken in two parts. On the task goroutine SnapshotState
+// only copies the windows (copyWindows): keys and accumulators of types
+// without references are copied as values, others are encoded at once, so
+// that nothing the operator changes later is shared. Encoding, ordering and
+// building the canonical entries and timers (windowCopy.build) is cheap
+// enough to do there too, but when the job's checkpoints are periodic
+// (execution.checkpointing.interval is set, and the job master persists
+// them) it is left to OperatorSnapshot.Materialize, which the job master
+// calls off the task goroutine.
 func (op *windowOp[T, K, ACC, OUT]) SnapshotState(int64) (_ *runtime.OperatorSnapshot, err error) {
 	ac, err := op.codec()
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		// A value that cannot be encoded (a pointer cycle, a failing
-		// MarshalBinary) fails the checkpoint, not the task.
-		if r := recover(); r != nil {
-			ee, ok := r.(*codec.EncodeError)
-			if !ok {
-				panic(r)
-			}
-			err = fmt.Errorf("encoding the windows' contents: %w", ee)
-		}
-	}()
-	keyed := &state.Snapshot{}
-	timers := &state.TimerSnapshot{}
-	var (
-		kg                      = -1
-		entries                 []state.Entry
-		eventTimers, procTimers []state.Timer
-		encodeErr               error
-	)
-	flush := func() {
-		if len(entries) == 0 {
-			return
-		}
-		slices.SortFunc(entries, func(a, b state.Entry) int {
-			return cmp.Or(bytes.Compare(a.Key, b.Key), bytes.Compare(a.Namespace, b.Namespace))
-		})
-		slices.SortFunc(eventTimers, compareTimers)
-		slices.SortFunc(procTimers, compareTimers)
-		keyed.KeyGroups = append(keyed.KeyGroups, state.KeyGroupState{KeyGroup: kg, Entries: entries})
-		timers.KeyGroups = append(timers.KeyGroups, state.TimerKeyGroup{KeyGroup: kg, EventTime: eventTimers, ProcessingTime: procTimers})
-		entries, eventTimers, procTimers = nil, nil, nil
+	defer recoverEncodeError(&err)
+	wc, err := op.copyWindows(ac)
+	if err != nil {
+		return nil, err
 	}
-	op.eachWindow(func(g int, key []byte, w TimeWindow, acc ACC, fired bool) bool {
-		if g != kg {
-			flush()
-			kg = g
+	snap := &runtime.OperatorSnapshot{Operator: encodeOperatorState([]int64{op.wm}, nil)}
+	if !op.deferSnapshots() {
+		if snap.Keyed, snap.Timers, err = wc.build(); err != nil {
+			return nil, err
 		}
-		v, err := ac.append(nil, acc)
-		if err != nil {
-			encodeErr = fmt.Errorf("window %v of key %q: %w", w, key, err)
-			return false
+		return snap, nil
+	}
+	var once sync.Once
+	var merr error
+	snap.Materialize = func() error {
+		once.Do(func() {
+			keyed, timers, err := wc.build()
+			if err != nil {
+				merr = fmt.Errorf("encoding the windows' contents: %w", err)
+				return
+			}
+			snap.Keyed, snap.Timers = keyed, timers
+		})
+		return merr
+	}
+	return snap, nil
+}
+
+// deferSnapshotsKey is the configuration key whose presence says that the
+// job's checkpoints are periodic: those the job master persists, calling
+// OperatorSnapshot.Materialize first.
+const deferSnapshotsKey = "execution.checkpointing.interval"
+
+// deferSnapshots reports whether SnapshotState leaves building the
+// canonical state to OperatorSnapshot.Materialize. Consumers that read
+// acknowledged snapshots directly (tests, tools driving the runtime
+// themselves) do not set the interval and get complete snapshots.
+func (op *windowOp[T, K, ACC, OUT]) deferSnapshots() bool {
+	if forceSyncWindowSnapshots || op.ctx == nil {
+		return false
+	}
+	_, ok := op.ctx.Config[deferSnapshotsKey]
+	return ok
+}
+
+// forceSyncWindowSnapshots makes every window snapshot complete in
+// SnapshotState (tests).
+var forceSyncWindowSnapshots = false
+
+// recoverEncodeError turns a panic with a *codec.EncodeError (a value that
+// cannot be encoded: a pointer cycle, a failing MarshalBinary) into *err,
+// which fails the checkpoint, not the task.
+func recoverEncodeError(err *error) {
+	if r := recover(); r != nil {
+		ee, ok := r.(*codec.EncodeError)
+		if !ok {
+			panic(r)
 		}
-		key = nilIfEmpty(key)
-		ns := appendWindowNamespace(nil, w)
-		entries = append(entries, state.Entry{State: windowContentsState, Kind: op.fn.kind, Key: key, Namespace: ns, Value: nilIfEmpty(v)})
-		if !op.eventTime {
-			procTimers = append(procTimers, state.Timer{Timestamp: w.MaxTimestamp(), Key: key, Namespace: ns})
-			return true
+		*err = fmt.Errorf("encoding the windows' contents: %w", ee)
+	}
+}
+
+// windowCopy is the synchronous part of a window snapshot: every window of
+// every key, by key group, with nothing shared with the live operator.
+type windowCopy[K comparable, ACC any] struct {
+	groups []copiedGroup
+	keys   []copiedKey[K]
+	wins   []copiedWindow[ACC]
+	// keyBuf and valBuf hold the keys and accumulators encoded while
+	// copying (types with references), else nothing yet.
+	keyBuf, valBuf           []byte
+	keysEncoded, accsEncoded bool
+
+	enc       *KeyEncoder[K]
+	ac        *accCodec[ACC]
+	kind      state.Kind
+	eventTime bool
+	lateness  int64
+}
+
+// copiedGroup is a key group's keys: keys[k0:k1].
+type copiedGroup struct{ kg, k0, k1 int }
+
+// copiedKey is one key and its windows: wins[w0:w1], in window order. The
+// key is either key or keyBuf[e0:e1].
+type copiedKey[K comparable] struct {
+	key    K
+	e0, e1 int
+	w0, w1 int
+}
+
+// copiedWindow is one key's window; its contents are acc or valBuf[v0:v1].
+type copiedWindow[ACC any] struct {
+	w      TimeWindow
+	acc    ACC
+	v0, v1 int
+	fired  bool
+}
+
+// copyWindows copies the windows for a snapshot (see windowCopy).
+func (op *windowOp[T, K, ACC, OUT]) copyWindows(ac *accCodec[ACC]) (*windowCopy[K, ACC], error) {
+	if op.plainKey == 0 {
+		op.plainKey, op.plainAcc = 1, 1
+		if isPlainType(reflect.TypeFor[K]()) {
+			op.plainKey = 2
 		}
-		if !fired {
-			eventTimers = append(eventTimers, state.Timer{Timestamp: w.MaxTimestamp(), Key: key, Namespace: ns})
+		if isPlainType(reflect.TypeFor[ACC]()) {
+			op.plainAcc = 2
 		}
-		// A fired window always waits for a cleanup later than its firing.
-		if c := op.cleanupTime(w); c != w.MaxTimestamp() {
-			eventTimers = append(eventTimers, state.Timer{Timestamp: c, Key: key, Namespace: ns})
+	}
+	wc := &windowCopy[K, ACC]{
+		keysEncoded: op.plainKey != 2, accsEncoded: op.plainAcc != 2,
+		enc: op.keying.Encoder, ac: ac, kind: op.fn.kind, eventTime: op.eventTime, lateness: op.lateness,
+		keys: make([]copiedKey[K], 0, op.lastCopyKeys), wins: make([]copiedWindow[ACC], 0, op.lastCopyWins),
+	}
+	addKey := func(k K) {
+		ck := copiedKey[K]{w0: len(wc.wins)}
+		if wc.keysEncoded {
+			ck.e0 = len(wc.keyBuf)
+			wc.keyBuf = wc.enc.Append(wc.keyBuf, k)
+			ck.e1 = len(wc.keyBuf)
+		} else {
+			ck.key = k
+		}
+		wc.keys = append(wc.keys, ck)
+	}
+	addWindow := func(k K, w TimeWindow, acc ACC, fired bool) error {
+		cw := copiedWindow[ACC]{w: w, fired: fired}
+		if wc.accsEncoded {
+			cw.v0 = len(wc.valBuf)
+			var err error
+			if wc.valBuf, err = ac.append(wc.valBuf, acc); err != nil {
+				return fmt.Errorf("window %v of key %v: %w", w, k, err)
+			}
+			cw.v1 = len(wc.valBuf)
+		} else {
+			cw.acc = acc
+		}
+		wc.wins = append(wc.wins, cw)
+		wc.keys[len(wc.keys)-1].w1 = len(wc.wins)
+		return nil
+	}
+	for kgi := 0; kgi < op.nGroups; kgi++ {
+		k0 := len(wc.keys)
+		if op.merging {
+			for k, sl := range op.sessions[kgi] {
+				if len(sl.s) == 0 {
+					continue
+				}
+				addKey(k)
+				for i := range sl.s {
+					s := &sl.s[i]
+					if err := addWindow(k, s.w, s.acc, s.fired); err != nil {
+						return nil, err
+					}
+				}
+			}
+		} else {
+			var (
+				lastEnd int64
+				lastWE  *windowEnd
+			)
+			for k, kw := range op.kgw[kgi].keys {
+				if len(kw.wins) == 0 {
+					continue
+				}
+				addKey(k)
+				for i := range kw.wins {
+					x := &kw.wins[i]
+					if lastWE == nil || x.end != lastEnd {
+						lastEnd, lastWE = x.end, op.ends[x.end]
+					}
+					if err := addWindow(k, lastWE.w, x.acc, lastWE.fired); err != nil {
+						return nil, err
+					}
+				}
+			}
+		}
+		if len(wc.keys) > k0 {
+			wc.groups = append(wc.groups, copiedGroup{kg: kgi + op.kgStart, k0: k0, k1: len(wc.keys)})
+		}
+	}
+	op.lastCopyKeys, op.lastCopyWins = len(wc.keys), len(wc.wins)
+	return wc, nil
+}
+
+// isPlainType reports whether values of t hold no references through which
+// they could change after being copied (strings are immutable).
+func isPlainType(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
+		reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128, reflect.String:
+		return true
+	case reflect.Array:
+		return isPlainType(t.Elem())
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if !isPlainType(t.Field(i).Type) {
+				return false
+			}
 		}
 		return true
-	})
-	if encodeErr != nil {
-		return nil, encodeErr
 	}
-	flush()
-	return &runtime.OperatorSnapshot{Keyed: keyed, Timers: timers, Operator: encodeOperatorState([]int64{op.wm}, nil)}, nil
+	return false
+}
+
+// build returns the canonical keyed state and timers of the copied windows
+// (see SnapshotState): per key group, the entries by key, then namespace;
+// the timers as compareTimers orders them. Keys are encoded once and
+// ordered once, not per window; a key's windows are already in namespace
+// order, so no entry or timer is compared by its bytes.
+func (wc *windowCopy[K, ACC]) build() (keyed *state.Snapshot, timers *state.TimerSnapshot, err error) {
+	defer recoverEncodeError(&err)
+	keyed, timers = &state.Snapshot{}, &state.TimerSnapshot{}
+	if len(wc.groups) == 0 {
+		return keyed, timers, nil
+	}
+	keyBuf := wc.keyBuf
+	if !wc.keysEncoded {
+		keyBuf = make([]byte, 0, 8*len(wc.keys))
+		for i := range wc.keys {
+			k := &wc.keys[i]
+			k.e0 = len(keyBuf)
+			keyBuf = wc.enc.Append(keyBuf, k.key)
+			k.e1 = len(keyBuf)
+		}
+	}
+	valBuf := wc.valBuf
+	if !wc.accsEncoded {
+		for ki := range wc.keys {
+			k := &wc.keys[ki]
+			for i := k.w0; i < k.w1; i++ {
+				cw := &wc.wins[i]
+				cw.v0 = len(valBuf)
+				if valBuf, err = wc.ac.append(valBuf, cw.acc); err != nil {
+					return nil, nil, fmt.Errorf("window %v of key %v: %w", cw.w, k.key, err)
+				}
+				cw.v1 = len(valBuf)
+			}
+		}
+	}
+	keyOf := func(k *copiedKey[K]) []byte { return nilIfEmpty(keyBuf[k.e0:k.e1:k.e1]) }
+	keyed.KeyGroups = make([]state.KeyGroupState, 0, len(wc.groups))
+	timers.KeyGroups = make([]state.TimerKeyGroup, 0, len(wc.groups))
+	type timerRec struct {
+		ts    int64
+		trank int32
+		entry int32
+	}
+	var (
+		order, torder []int32
+		trank         []int32
+		recs          []timerRec
+	)
+	for _, g := range wc.groups {
+		nk := g.k1 - g.k0
+		n := wc.keys[g.k1-1].w1 - wc.keys[g.k0].w0
+		// The keys by their bytes (entries), and by uvarint(len) ‖ bytes
+		// (timers): the same order when all keys have one length.
+		order = order[:0]
+		sameLen := true
+		l0 := wc.keys[g.k0].e1 - wc.keys[g.k0].e0
+		for i := g.k0; i < g.k1; i++ {
+			order = append(order, int32(i))
+			sameLen = sameLen && wc.keys[i].e1-wc.keys[i].e0 == l0
+		}
+		slices.SortFunc(order, func(a, b int32) int { return bytes.Compare(keyOf(&wc.keys[a]), keyOf(&wc.keys[b])) })
+		trank = slices.Grow(trank[:0], nk)[:nk]
+		if sameLen {
+			for r, ki := range order {
+				trank[int(ki)-g.k0] = int32(r)
+			}
+		} else {
+			torder = append(torder[:0], order...)
+			slices.SortFunc(torder, func(a, b int32) int { return compareTimerKeys(keyOf(&wc.keys[a]), keyOf(&wc.keys[b])) })
+			for r, ki := range torder {
+				trank[int(ki)-g.k0] = int32(r)
+			}
+		}
+		entries := make([]state.Entry, 0, n)
+		nsBuf := make([]byte, 16*n)
+		recs = recs[:0]
+		for _, ki := range order {
+			k := &wc.keys[ki]
+			key := keyOf(k)
+			tr := trank[int(ki)-g.k0]
+			for i := k.w0; i < k.w1; i++ {
+				cw := &wc.wins[i]
+				p := 16 * len(entries)
+				ns := nsBuf[p : p+16 : p+16]
+				appendWindowNamespace(ns[:0], cw.w)
+				e := int32(len(entries))
+				entries = append(entries, state.Entry{State: windowContentsState, Kind: wc.kind, Key: key, Namespace: ns,
+					Value: nilIfEmpty(valBuf[cw.v0:cw.v1:cw.v1])})
+				mt := cw.w.MaxTimestamp()
+				if !wc.eventTime {
+					recs = append(recs, timerRec{mt, tr, e})
+					continue
+				}
+				if !cw.fired {
+					recs = append(recs, timerRec{mt, tr, e})
+				}
+				// A fired window always waits for a cleanup later than its firing.
+				if c := addSat(mt, wc.lateness); c != mt {
+					recs = append(recs, timerRec{c, tr, e})
+				}
+			}
+		}
+		// A key's entries are in namespace order, so the entry index
+		// orders the timers of one key and time.
+		slices.SortFunc(recs, func(a, b timerRec) int {
+			return cmp.Or(cmp.Compare(a.ts, b.ts), cmp.Compare(a.trank, b.trank), cmp.Compare(a.entry, b.entry))
+		})
+		var ts []state.Timer
+		if len(recs) > 0 {
+			ts = make([]state.Timer, len(recs))
+			for i, r := range recs {
+				e := &entries[r.entry]
+				ts[i] = state.Timer{Timestamp: r.ts, Key: e.Key, Namespace: e.Namespace}
+			}
+		}
+		keyed.KeyGroups = append(keyed.KeyGroups, state.KeyGroupState{KeyGroup: g.kg, Entries: entries})
+		tg := state.TimerKeyGroup{KeyGroup: g.kg}
+		if wc.eventTime {
+			tg.EventTime = ts
+		} else {
+			tg.ProcessingTime = ts
+		}
+		timers.KeyGroups = append(timers.KeyGroups, tg)
+	}
+	return keyed, timers, nil
+}
+
+// compareTimerKeys orders keys as compareTimers does: by uvarint(len(key))
+// ‖ key.
+func compareTimerKeys(a, b []byte) int {
+	if len(a) == len(b) {
+		return bytes.Compare(a, b)
+	}
+	var la, lb [binary.MaxVarintLen64]byte
+	return bytes.Compare(binary.AppendUvarint(la[:0], uint64(len(a))), binary.AppendUvarint(lb[:0], uint64(len(b))))
 }
 
 // restore rebuilds the windows of this subtask's key groups from the
@@ -976,6 +1272,12 @@ func (op *windowOp[T, K, ACC, OUT]) restore(r *runtime.RestoredState) error {
 		hasFiring = 2
 	)
 	for i, snap := range r.Snapshots {
+		if snap != nil && snap.Materialize != nil {
+			// A snapshot restored from memory (see SnapshotState).
+			if err := snap.Materialize(); err != nil {
+				return fmt.Errorf("subtask %d of %d: %w", i, len(r.Snapshots), err)
+			}
+		}
 		if snap == nil || snap.Keyed == nil {
 			continue
 		}

@@ -65,6 +65,23 @@ type OperatorSnapshot struct {
 	// files. On a restore with another parallelism each new subtask sees
 	// every old subtask's entries and picks what is its own.
 	Operator []byte
+	// Native is keyed state in the state backend's own format, set instead
+	// of Keyed for incremental checkpoints: in an acknowledgement the
+	// backend's local checkpoint for the checkpoint storage to upload (a
+	// *pebblestate.Files, which the uploader removes when done); in
+	// restored state what to download (a *pebblestate.RemoteCheckpoint),
+	// which the task hands to a new backend (state.NativeRestorer, or
+	// state.NativeState's canonical form for another backend type; see
+	// backends.go). Nil for canonical state.
+	Native any
+	// Materialize, if not nil, completes a snapshot whose SnapshotState
+	// left the expensive part (encoding, ordering) for later: it fills
+	// Keyed and Timers from a copy taken on the task goroutine. Whoever
+	// reads Keyed or Timers of an acknowledged snapshot (the job master,
+	// off the task goroutine) calls it first; it may be called more than
+	// once and from any goroutine, and returns the same result each time.
+	// An error fails the checkpoint.
+	Materialize func() error
 }
 
 // RestoredState is what an operator restores from: the snapshots of all

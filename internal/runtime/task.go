@@ -56,6 +56,7 @@ type task struct {
 	keyGroups      keygroup.Range
 	config         map[string]string
 	newBackend     func(keygroup.Range) state.Backend
+	backends       []state.Backend // created by the chain's keyed operators (backends.go)
 	ctx            context.Context
 	gateCap        int
 
@@ -115,6 +116,7 @@ func (t *task) run() (err error) {
 				err = t.opError(i, cerr)
 			}
 		}
+		t.disposeBackends() // backends.go
 	}()
 	// Open from the tail of the chain so every operator's consumers are ready.
 	for i := len(t.ops) - 1; i >= 0; i-- {
@@ -369,7 +371,7 @@ func (t *task) opContext(i int) *OperatorContext {
 		KeyGroups:      t.keyGroups,
 		Config:         t.config,
 		NewKeyedBackend: func() state.Backend {
-			return t.newBackend(t.keyGroups)
+			return t.newKeyedBackend(i) // backends.go
 		},
 		UID:            t.ops[i].uid,
 		Name:           t.ops[i].name,

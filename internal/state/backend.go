@@ -1,6 +1,7 @@
 package state
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"iter"
@@ -39,6 +40,36 @@ type Backend interface {
 	// ignores the rest. To rescale, restore every old subtask's snapshot.
 	// After an error the backend is in an undefined state.
 	Restore(s *Snapshot) error
+}
+
+// Disposer is implemented by backends that hold more than Go memory: a
+// Pebble backend's open DB and its local working directory. The task that
+// created the backend disposes of it when the task ends, however it ends
+// (finished, failed or canceled): its state lives on in checkpoints, not in
+// the backend. The backend is unusable afterwards; disposing twice is a
+// no-op. Heap holds only memory and does not implement it.
+type Disposer interface {
+	Dispose() error
+}
+
+// NativeRestorer is implemented by backends that restore from checkpoints
+// in their own format (incremental checkpoints). The task calls
+// RestoreNative on a new backend, before the operator restores canonical
+// state, with the native state of every old subtask of the operator
+// (runtime.OperatorSnapshot.Native; nil for subtasks without); the backend
+// keeps the key groups of its range, as Restore does.
+type NativeRestorer interface {
+	RestoreNative(ctx context.Context, natives []any) error
+}
+
+// NativeState is implemented by native state to restore (the Native of a
+// restored runtime.OperatorSnapshot), so that a backend of another type can
+// restore it through its canonical form.
+type NativeState interface {
+	// BackendName names the backend that wrote it, e.g. "pebble".
+	BackendName() string
+	// ReadCanonical returns the canonical snapshot of the key groups r.
+	ReadCanonical(ctx context.Context, r keygroup.Range) (*Snapshot, error)
 }
 
 // KeyContext implements the current-key part of Backend: the current key,

@@ -24,6 +24,12 @@ type Options struct {
 	MemTableSize uint64
 	// CacheSize is the size in bytes of the block cache; 0 means 32 MiB.
 	CacheSize int64
+	// Native, if set, makes Snapshot take native checkpoints for
+	// incremental checkpoints instead of canonical snapshots: it returns a
+	// placeholder that Native.Take exchanges for the checkpoint's Files
+	// (see native.go). The checkpoints go to new directories under the
+	// DB's directory + ".checkpoints", which Dispose deletes.
+	Native *NativeSnapshots
 }
 
 const (
@@ -53,6 +59,9 @@ type Backend struct {
 	last   *stateInfo   // the state of the latest access
 
 	lineage []lineageEntry
+
+	nativeSeq  int             // native checkpoints taken (their directory names)
+	lastNative *state.Snapshot // placeholder of the latest native checkpoint
 
 	key    []byte       // scratch Pebble key
 	value  []byte       // the value the latest Get returned

@@ -77,6 +77,14 @@
 // wrote it, and files inherited from a checkpoint keep the IDs they were
 // uploaded under.
 //
+// In a job (see native.go), Options.Native makes Snapshot take such a
+// checkpoint instead of the canonical snapshot, for the job master to
+// upload incrementally; RestoreNative restores from the uploaded files,
+// as the DB itself when the key groups are unchanged (the SSTs keep their
+// IDs, so the next checkpoint uploads none of them again) and by copying
+// key groups out of each old checkpoint after a rescale. Dispose deletes
+// the DB when its task ends; state lives on in checkpoints.
+//
 // A Backend is not safe for concurrent use: one task goroutine owns it. The
 // files of a checkpoint directory are immutable once Checkpoint returns and
 // may be uploaded by another goroutine while the task goes on.

@@ -14,8 +14,13 @@ import (
 // Snapshot implements state.Backend: the canonical snapshot of the key
 // groups in range, read from one Pebble iterator (a consistent view).
 // Entries are re-sorted per key group, as the key layout orders them by
-// state id and length-prefixed fields rather than by name and bytes.
+// state id and length-prefixed fields rather than by name and bytes. With
+// Options.Native set it takes a native checkpoint instead and returns its
+// placeholder (see native.go).
 func (b *Backend) Snapshot() (*state.Snapshot, error) {
+	if b.opts.Native != nil {
+		return b.nativeSnapshot()
+	}
 	snap := &state.Snapshot{}
 	r := b.KeyGroupRange()
 	if r.Empty() {
