@@ -334,8 +334,8 @@ func (m *master) runAttempt(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	a := &attempt{m: m, coord: coord, exec: exec, ctx: ctx, cancel: cancel, acks: map[int64][]runtime.TaskAck{},
-		final: map[int64]bool{}, triggered: map[int64]time.Time{}, kinds: map[int64]coordinator.Kind{},
+	a := &attempt{m: m, coord: coord, exec: exec, ctx: ctx, cancel: cancel,
+		final: map[int64]bool{}, kinds: map[int64]coordinator.Kind{},
 		requests: map[coordinator.RequestID]savepointRequest{}, savepoints: map[int64]string{}, reqOf: map[int64]coordinator.RequestID{}}
 	a.handle(coordinator.Start{})
 	defer func() {
@@ -378,18 +378,16 @@ func (m *master) retainedIDs() []coordinator.CheckpointID {
 
 // attempt is the state of one deployment.
 type attempt struct {
-	m         *master
-	coord     *coordinator.Coordinator
-	exec      Execution
-	ctx       context.Context
-	cancel    context.CancelFunc
-	timer     *time.Timer
-	acks      map[int64][]runtime.TaskAck
-	triggered map[int64]time.Time
-	kinds     map[int64]coordinator.Kind
-	final     map[int64]bool // checkpoints taken after every task finished
-	finished  int
-	failed    error
+	m        *master
+	coord    *coordinator.Coordinator
+	exec     Execution
+	ctx      context.Context
+	cancel   context.CancelFunc
+	timer    *time.Timer
+	kinds    map[int64]coordinator.Kind
+	final    map[int64]bool // checkpoints taken after every task finished
+	finished int
+	failed   error
 	// requests are the savepoint requests in flight by request id, and
 	// savepoints their target locations by checkpoint id.
 	requests   map[coordinator.RequestID]savepointRequest
@@ -455,7 +453,7 @@ func (a *attempt) do(act coordinator.Action) {
 	switch x := act.(type) {
 	case coordinator.TriggerCheckpoint:
 		id := int64(x.ID)
-		a.triggered[id], a.kinds[id] = x.Timestamp, x.Kind
+		a.kinds[id] = x.Kind
 		m.nextID = x.ID + 1
 		if x.Kind == coordinator.StopWithSavepoint {
 			a.exec.TriggerStop(id, x.Drain)
