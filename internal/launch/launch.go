@@ -33,7 +33,27 @@ const (
 	Run Mode = iota
 	// Plan builds the JobGraph and hands it to Settings.OnPlan without running.
 	Plan
+	// Worker serves the subtasks a JobMaster deploys to this process: a
+	// TaskManager started it as the job's worker (Settings.Worker).
+	Worker
 )
+
+// WorkerSettings tell a worker process where its JobMaster is and who it
+// is. A TaskManager passes them in EnvVar when it starts the job's binary
+// (or, for a built-in job, `weir __worker builtin:NAME ARGS…`).
+type WorkerSettings struct {
+	// MasterAddress is the master's RPC address (host:port).
+	MasterAddress string `json:"masterAddress"`
+	JobID         string `json:"jobId"`
+	// JobMasterID is the fencing token of the job's JobMaster.
+	JobMasterID string `json:"jobMasterId"`
+	// WorkerID is presented in the worker's hello; ResourceID is its
+	// TaskManager's.
+	WorkerID   string `json:"workerId"`
+	ResourceID string `json:"resourceId"`
+	// DataHost is the host the worker's data server listens on.
+	DataHost string `json:"dataHost"`
+}
 
 // Settings are the options of one launch.
 type Settings struct {
@@ -55,6 +75,8 @@ type Settings struct {
 	// AllowNonRestoredState skips its state of operators the job lacks.
 	FromSavepoint         string
 	AllowNonRestoredState bool
+	// Worker is set in Worker mode.
+	Worker *WorkerSettings
 }
 
 // Result is how a job's Execute ended, as a child job process reports it to
@@ -124,6 +146,8 @@ type wire struct {
 
 	FromSavepoint         string `json:"fromSavepoint,omitempty"`
 	AllowNonRestoredState bool   `json:"allowNonRestoredState,omitempty"`
+
+	Worker *WorkerSettings `json:"worker,omitempty"`
 }
 
 // Encode returns the EnvVar value that passes s to a child job process,
@@ -132,7 +156,7 @@ type wire struct {
 func Encode(s *Settings, planFile, resultFile string) (string, error) {
 	b, err := json.Marshal(wire{Mode: s.Mode, Parallelism: s.Parallelism, Config: s.Config,
 		PlanFile: planFile, ResultFile: resultFile, Quiet: s.Quiet,
-		FromSavepoint: s.FromSavepoint, AllowNonRestoredState: s.AllowNonRestoredState})
+		FromSavepoint: s.FromSavepoint, AllowNonRestoredState: s.AllowNonRestoredState, Worker: s.Worker})
 	return string(b), err
 }
 
@@ -149,7 +173,11 @@ func init() {
 		return
 	}
 	s := &Settings{Mode: w.Mode, Parallelism: w.Parallelism, Config: w.Config, Quiet: w.Quiet,
-		FromSavepoint: w.FromSavepoint, AllowNonRestoredState: w.AllowNonRestoredState}
+		FromSavepoint: w.FromSavepoint, AllowNonRestoredState: w.AllowNonRestoredState, Worker: w.Worker}
+	if w.Mode == Worker && w.Worker == nil {
+		fmt.Fprintf(os.Stderr, "weir: %s asks for worker mode without worker settings; this process was not started by a Weir TaskManager\n", EnvVar)
+		os.Exit(2)
+	}
 	if w.Mode == Plan && w.PlanFile != "" {
 		file := w.PlanFile
 		s.OnPlan = func(jg *pb.JobGraph) {

@@ -1,0 +1,3 @@
+module example.com/notweir
+
+go 1.22
