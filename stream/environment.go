@@ -18,6 +18,7 @@ import (
 	pb "github.com/weirstream/weir/internal/pb/jobgraphpb"
 	"github.com/weirstream/weir/internal/rest"
 	"github.com/weirstream/weir/internal/runtime"
+	"github.com/weirstream/weir/internal/worker"
 )
 
 // ErrJobCanceled is returned by Execute when the job was canceled (Ctrl-C).
@@ -155,6 +156,9 @@ func (e *Environment) ExecuteContext(ctx context.Context, name string) (err erro
 		}
 		return nil
 	}
+	if e.launch.Mode == launch.Worker {
+		return e.serveAsWorker(ctx, jg, factories)
+	}
 	if e.launch.OnStart != nil {
 		e.launch.OnStart(jg)
 	}
@@ -188,6 +192,17 @@ func (e *Environment) ExecuteContext(ctx context.Context, name string) (err erro
 		return fmt.Errorf("job %q failed: %w", name, err)
 	}
 	return err
+}
+
+// serveAsWorker serves the subtasks the job's JobMaster deploys to this
+// process, which a TaskManager started as the job's worker: no embedded
+// cluster, no REST API and no progress lines. The worker's tasks use the
+// configuration the plan carries (the launch's -D settings and the job's
+// own), as the embedded cluster does.
+func (e *Environment) serveAsWorker(ctx context.Context, jg *pb.JobGraph, factories map[string]*runtime.Factory) error {
+	s := *e.launch
+	s.Config = e.cfg.Map()
+	return worker.Serve(ctx, &runtime.Job{Graph: jg, Factories: factories}, &s)
 }
 
 // progress prints a progress line on stderr unless the launch is quiet.

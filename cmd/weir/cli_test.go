@@ -410,8 +410,8 @@ func TestBadInput(t *testing.T) {
 			want: []string{"KeyBy", "main.chanKey", "cannot be used as a key", "plain data"}},
 		{name: "key type cannot be encoded info", args: []string{"info", badjob, "--fail", "key"},
 			want: []string{"KeyBy", "main.chanKey", "cannot be used as a key"}},
-		{name: "jobmanager", args: []string{"run", "--jobmanager", "localhost:8081", "builtin:wordcount", "--input", input},
-			want: []string{"--jobmanager localhost:8081", "embedded local cluster only", "omit --jobmanager"}},
+		{name: "jobmanager unreachable", args: []string{"run", "--jobmanager", "127.0.0.1:1", "builtin:wordcount", "--input", input},
+			want: []string{"--jobmanager 127.0.0.1:1", "no session cluster answers", "weir cluster start", "omit --jobmanager"}},
 	}
 	if goTool, err := exec.LookPath("go"); err == nil {
 		cases = append(cases, tc{name: "Go program without Weir", args: []string{"run", goTool, "version"},

@@ -37,6 +37,9 @@ func main() {
 	}
 	root.AddCommand(runCommand(), infoCommand(), benchCommand(), configCommand(), versionCommand())
 	root.AddCommand(jobsCommands()...)
+	root.AddCommand(workerCommand())
+	root.AddCommand(clusterCommand())
+	root.AddCommand(taskManagerCommand())
 	if err := root.Execute(); err != nil {
 		code := 1
 		var ee *exitError

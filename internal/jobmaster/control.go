@@ -53,6 +53,27 @@ type Status struct {
 	// Failure is the error that failed the job, or the last one it
 	// restarted from.
 	Failure string
+	// Vertices are the job's vertices (chained tasks) in the JobGraph's
+	// order; nil when the job master does not track them (the embedded
+	// cluster's).
+	Vertices []VertexStatus
+}
+
+// VertexStatus is one vertex of a job as the REST API shows it.
+type VertexStatus struct {
+	// ID is the JobGraph vertex id.
+	ID   int32
+	Name string
+	// Parallelism is the vertex's number of subtasks; MaxParallelism its
+	// number of key groups (0: unknown).
+	Parallelism    int
+	MaxParallelism int
+	// State is the vertex's aggregate execution state, one of Flink's
+	// ExecutionStates: CREATED, SCHEDULED, DEPLOYING, INITIALIZING,
+	// RUNNING, FINISHED, CANCELING, CANCELED, FAILED.
+	State string
+	// Counts is how many of its subtasks are in each execution state.
+	Counts map[string]int
 }
 
 // errNoSavepointDir is returned when a savepoint has nowhere to go.
@@ -64,7 +85,22 @@ func (m *master) Status() Status {
 	defer m.mu.Unlock()
 	s := m.status
 	s.Timestamps = maps.Clone(s.Timestamps)
+	s.Vertices = cloneVertices(s.Vertices)
 	return s
+}
+
+// cloneVertices copies vs deeply, so that a Status handed out does not
+// share the Counts maps the job master goes on updating.
+func cloneVertices(vs []VertexStatus) []VertexStatus {
+	if vs == nil {
+		return nil
+	}
+	out := make([]VertexStatus, len(vs))
+	for i, v := range vs {
+		v.Counts = maps.Clone(v.Counts)
+		out[i] = v
+	}
+	return out
 }
 
 // Cancel implements Control.

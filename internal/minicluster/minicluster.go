@@ -64,18 +64,18 @@ func Run(ctx context.Context, job *runtime.Job, cfg *config.Config, o RunOptions
 		o.Log = func(string, ...any) {}
 	}
 	base := Options(cfg)
-	backends, err := newKeyedBackends(cfg, o.JobID, o.Log)
+	backends, err := NewBackends(cfg, o.JobID, o.Log)
 	if err != nil {
 		return err
 	}
-	defer backends.removeAll()
+	defer backends.RemoveAll()
 	return jobmaster.Run(ctx, job, jobmaster.Options{
 		JobID: o.JobID, Config: cfg, FromSavepoint: o.FromSavepoint, AllowNonRestoredState: o.AllowNonRestoredState, Log: o.Log,
 		Name: o.Name, OnControl: o.OnControl,
 		Deploy: func(ctx context.Context, hooks runtime.CheckpointHooks, restore map[string]*runtime.RestoredState) (jobmaster.Execution, error) {
 			opts := base
 			opts.Checkpoints, opts.Restore = hooks, restore
-			backends.configure(&opts)
+			backends.Configure(&opts)
 			return runtime.Start(ctx, job, opts)
 		},
 	})
@@ -101,20 +101,27 @@ func Options(cfg *config.Config) runtime.Options {
 	return o
 }
 
-// keyedBackends creates the keyed state backends of a job's subtasks.
-type keyedBackends struct {
+// Backends creates the keyed state backends of a job's subtasks: those of
+// the embedded cluster, or of one worker process's share of the job (whose
+// jobID then names the worker too, so that two workers of a job on one
+// host keep apart).
+type Backends struct {
 	backend     string // config.BackendHeap or config.BackendPebble
 	dir         string // the job's local directory (pebble)
 	incremental bool   // native snapshots for incremental checkpoints
 	seq         atomic.Int64
 }
 
-func newKeyedBackends(cfg *config.Config, jobID string, log func(string, ...any)) (*keyedBackends, error) {
+// NewBackends reads state.backend.type and its options from cfg and, for
+// pebble, creates the job's local directory under
+// state.backend.pebble.localdir, named after jobID. log receives warnings
+// about settings that have no effect.
+func NewBackends(cfg *config.Config, jobID string, log func(string, ...any)) (*Backends, error) {
 	backend, err := config.ParseStateBackend(cfg)
 	if err != nil {
 		return nil, err
 	}
-	k := &keyedBackends{backend: backend}
+	k := &Backends{backend: backend}
 	if cfg.Bool(config.IncrementalCheckpoints) {
 		switch {
 		case backend != config.BackendPebble:
@@ -148,11 +155,11 @@ func newKeyedBackends(cfg *config.Config, jobID string, log func(string, ...any)
 	return k, nil
 }
 
-// configure sets the backend factory of one attempt of the job in o, whose
+// Configure sets the backend factory of one attempt of the job in o, whose
 // Checkpoints are set. With incremental checkpoints the factory's backends
 // take native snapshots, and o.Checkpoints is wrapped to exchange their
 // placeholders for the native checkpoints in each acknowledgement.
-func (k *keyedBackends) configure(o *runtime.Options) {
+func (k *Backends) Configure(o *runtime.Options) {
 	if k.backend != config.BackendPebble {
 		return
 	}
@@ -171,9 +178,10 @@ func (k *keyedBackends) configure(o *runtime.Options) {
 	}
 }
 
-// removeAll deletes the job's local directory, with whatever a backend
-// that could not be disposed of left there.
-func (k *keyedBackends) removeAll() {
+// RemoveAll deletes the job's local directory, with whatever a backend
+// that could not be disposed of left there. Call it when no attempt of the
+// job runs any more.
+func (k *Backends) RemoveAll() {
 	if k.dir != "" {
 		_ = os.RemoveAll(k.dir)
 	}

@@ -24,6 +24,9 @@ type Client struct {
 	Addr string
 	base string // scheme://host:port[/prefix], no trailing slash
 	http *http.Client
+	// upload sends job submissions, whose binaries may take longer than
+	// requestTimeout to upload; the caller's context bounds them.
+	upload *http.Client
 }
 
 // requestTimeout bounds one request; savepoints are polled, never waited
@@ -56,7 +59,7 @@ func NewClient(addr string) (*Client, error) {
 		return nil, fmt.Errorf("REST address %q: drop the query or fragment; give HOST:PORT or http://HOST:PORT", addr)
 	}
 	return &Client{Addr: strings.TrimSpace(addr), base: strings.TrimRight(u.Scheme+"://"+u.Host+u.Path, "/"),
-		http: &http.Client{Timeout: requestTimeout}}, nil
+		http: &http.Client{Timeout: requestTimeout}, upload: &http.Client{}}, nil
 }
 
 // BaseURL is the API's URL, e.g. http://localhost:8081.
@@ -78,8 +81,8 @@ type UnreachableError struct {
 }
 
 func (e *UnreachableError) Error() string {
-	return fmt.Sprintf("no Weir REST API at %s: is the job running? give --jobmanager with the address its job prints (\"REST API at …\") (%v)",
-		e.Addr, e.Err)
+	return fmt.Sprintf("no Weir REST API at %s: is the job running? give --jobmanager with the address its job prints (\"REST API at …\"), "+
+		"or a session cluster's (weir cluster start) (%v)", e.Addr, e.Err)
 }
 
 func (e *UnreachableError) Unwrap() error { return e.Err }
@@ -151,29 +154,38 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := c.http.Do(req)
+	_, err = c.send(c.http, req, request, out)
+	return err
+}
+
+// send sends req with hc and decodes a 2xx answer's JSON into out (if not
+// nil), turning every other outcome into one of the client's errors;
+// request names it in them ("GET /jobs").
+func (c *Client) send(hc *http.Client, req *http.Request, request string, out any) (status int, err error) {
+	ctx := req.Context()
+	resp, err := hc.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return 0, ctx.Err()
 		}
 		var op *net.OpError
 		var ne net.Error
 		switch {
 		case errors.As(err, &op) && op.Op == "dial":
-			return &UnreachableError{Addr: c.Addr, Err: op}
+			return 0, &UnreachableError{Addr: c.Addr, Err: op}
 		case errors.As(err, &ne) && ne.Timeout():
-			return fmt.Errorf("%s %s: no answer within %s: %w", c.Addr, request, requestTimeout, err)
+			return 0, fmt.Errorf("%s %s: no answer within %s: %w", c.Addr, request, hc.Timeout, err)
 		}
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return &NotAPIError{Addr: c.Addr, Request: request, Answer: fmt.Sprintf("with something other than HTTP (%v)", err), transport: err}
+		return 0, &NotAPIError{Addr: c.Addr, Request: request, Answer: fmt.Sprintf("with something other than HTTP (%v)", err), transport: err}
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
-		return fmt.Errorf("%s %s: reading the answer: %w", c.Addr, request, err)
+		return resp.StatusCode, fmt.Errorf("%s %s: reading the answer: %w", c.Addr, request, err)
 	}
 	ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	isJSON := ct == "application/json" || json.Valid(b)
@@ -182,20 +194,20 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 			Errors *[]string `json:"errors"`
 		}
 		if isJSON && json.Unmarshal(b, &er) == nil && er.Errors != nil {
-			return &APIError{Addr: c.Addr, Request: request, StatusCode: resp.StatusCode, Errors: *er.Errors}
+			return resp.StatusCode, &APIError{Addr: c.Addr, Request: request, StatusCode: resp.StatusCode, Errors: *er.Errors}
 		}
-		return &NotAPIError{Addr: c.Addr, Request: request, Answer: describe(resp, ct, b)}
+		return resp.StatusCode, &NotAPIError{Addr: c.Addr, Request: request, Answer: describe(resp, ct, b)}
 	}
 	if out == nil {
-		return nil
+		return resp.StatusCode, nil
 	}
 	if !isJSON {
-		return &NotAPIError{Addr: c.Addr, Request: request, Answer: describe(resp, ct, b)}
+		return resp.StatusCode, &NotAPIError{Addr: c.Addr, Request: request, Answer: describe(resp, ct, b)}
 	}
 	if err := json.Unmarshal(b, out); err != nil {
-		return &MalformedError{Addr: c.Addr, Request: request, Problem: fmt.Sprintf("%v in %s", err, excerpt(b))}
+		return resp.StatusCode, &MalformedError{Addr: c.Addr, Request: request, Problem: fmt.Sprintf("%v in %s", err, excerpt(b))}
 	}
-	return nil
+	return resp.StatusCode, nil
 }
 
 // describe summarises an answer that is not the API's.

@@ -1,11 +1,16 @@
 // Package rest owns Weir's REST API: the HTTP server over the jobs of a
-// cluster (today, the embedded local cluster of one job process), its
-// listener and discovery file, and the client that `weir list`, `savepoint`,
-// `stop` and `cancel` use. Paths and JSON shapes are Flink's where they
-// overlap (DESIGN §9), so Flink's tools and scripts keep working:
+// cluster (a session cluster's Dispatcher, or the embedded local cluster of
+// one job process), its listener and discovery file, and the client that
+// `weir run --jobmanager`, `list`, `savepoint`, `stop` and `cancel` use.
+// Paths and JSON shapes are Flink's where they overlap (DESIGN §9), so
+// Flink's tools and scripts keep working:
 //
 //	GET   /overview                          cluster counts
 //	GET   /jobs                              {"jobs":[{"id","status"}]}
+//	POST  /jobs                              multipart submission → {"jobid","jobUrl"} (session only)
+//	HEAD  /artifacts/:digest                 200 if the Dispatcher has the job binary (session only)
+//	GET   /taskmanagers                      {"taskmanagers":[…]} (session only)
+//	GET   /taskmanagers/:taskmanagerid       one TaskManager with its allocated slots
 //	GET   /jobs/overview                     {"jobs":[{"jid","name","state",…}]}
 //	GET   /jobs/:jobid                       details and state timestamps
 //	PATCH /jobs/:jobid?mode=cancel           cancel (202)
@@ -67,6 +72,9 @@ type Options struct {
 	Now func() time.Time
 	// Version is Weir's version, shown by GET /overview.
 	Version string
+	// Cluster is the session cluster's Dispatcher, which takes submissions
+	// and knows the TaskManagers; nil for a job's embedded API.
+	Cluster Cluster
 }
 
 // Server serves the REST API over a registry of jobs. Jobs stay listed
@@ -74,6 +82,7 @@ type Options struct {
 type Server struct {
 	now     func() time.Time
 	version string
+	cluster Cluster
 	handler http.Handler
 
 	// ctx ends the savepoint waits on Close; wg waits for them.
@@ -110,7 +119,7 @@ type operation struct {
 
 // NewServer returns a Server with no jobs.
 func NewServer(o Options) *Server {
-	s := &Server{now: o.Now, version: o.Version}
+	s := &Server{now: o.Now, version: o.Version, cluster: o.Cluster}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -121,7 +130,7 @@ func NewServer(o Options) *Server {
 
 	api := http.NewServeMux()
 	api.HandleFunc("/overview", s.methods(map[string]http.HandlerFunc{"GET": s.overview}))
-	api.HandleFunc("/jobs", s.methods(map[string]http.HandlerFunc{"GET": s.jobIDs}))
+	api.HandleFunc("/jobs", s.methods(map[string]http.HandlerFunc{"GET": s.jobIDs, "POST": s.submit}))
 	api.HandleFunc("/jobs/overview", s.methods(map[string]http.HandlerFunc{"GET": s.jobsOverview}))
 	api.HandleFunc("/jobs/{jobid}", s.methods(map[string]http.HandlerFunc{"GET": s.jobDetails, "PATCH": s.terminate}))
 	api.HandleFunc("/jobs/{jobid}/checkpoints", s.methods(map[string]http.HandlerFunc{"GET": s.checkpoints}))
@@ -129,6 +138,9 @@ func NewServer(o Options) *Server {
 	api.HandleFunc("/jobs/{jobid}/savepoints", s.methods(map[string]http.HandlerFunc{"POST": s.triggerSavepoint}))
 	api.HandleFunc("/jobs/{jobid}/savepoints/{triggerid}", s.methods(map[string]http.HandlerFunc{"GET": s.savepointStatus}))
 	api.HandleFunc("/jobs/{jobid}/stop", s.methods(map[string]http.HandlerFunc{"POST": s.stop}))
+	api.HandleFunc("/artifacts/{digest}", s.methods(map[string]http.HandlerFunc{"GET": s.artifactInfo, "HEAD": s.artifactInfo}))
+	api.HandleFunc("/taskmanagers", s.methods(map[string]http.HandlerFunc{"GET": s.taskManagers}))
+	api.HandleFunc("/taskmanagers/{tmid}", s.methods(map[string]http.HandlerFunc{"GET": s.taskManager}))
 	api.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "Not found: %s", r.URL.Path)
 	})
@@ -283,7 +295,15 @@ func (s *Server) times(st jobmaster.Status, now time.Time) (start, end, duration
 }
 
 func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
-	o := ClusterOverview{TaskManagers: 1, WeirVersion: s.version}
+	o := ClusterOverview{TaskManagers: 1, WeirVersion: s.version, Session: s.cluster != nil}
+	if s.cluster != nil {
+		tms := s.cluster.TaskManagers()
+		o.TaskManagers = len(tms)
+		for _, tm := range tms {
+			o.SlotsTotal += tm.SlotsNumber
+			o.SlotsAvailable += tm.FreeSlots
+		}
+	}
 	for _, j := range s.jobList() {
 		switch j.st.State {
 		case "FINISHED":
@@ -347,7 +367,59 @@ func (s *Server) jobDetails(w http.ResponseWriter, r *http.Request) {
 	for state, t := range st.Timestamps {
 		d.Timestamps[flinkState(state)] = t.UnixMilli()
 	}
+	d.Vertices, d.StatusCounts, d.MaxParallelism = vertices(st.Vertices)
 	writeJSON(w, http.StatusOK, d)
+}
+
+// Flink's execution states, the keys of a vertex's tasks and of a job's
+// status-counts. Note CANCELING with one L, unlike the job state.
+var executionStates = []string{"CREATED", "SCHEDULED", "DEPLOYING", "RUNNING", "FINISHED", "CANCELING",
+	"CANCELED", "FAILED", "RECONCILING", "INITIALIZING"}
+
+// vertices turns the job master's vertices into Flink's: the vertex list,
+// how many vertices are in each execution state, and the job's max
+// parallelism (the largest vertex's, -1 if none is known).
+func vertices(vs []jobmaster.VertexStatus) ([]JobVertex, map[string]int, int64) {
+	out := make([]JobVertex, 0, len(vs))
+	counts := map[string]int{}
+	for _, state := range executionStates {
+		counts[state] = 0
+	}
+	maxPar := int64(-1)
+	for _, v := range vs {
+		tasks := map[string]int{}
+		for _, state := range executionStates {
+			tasks[state] = 0
+		}
+		for state, n := range v.Counts {
+			tasks[executionState(state)] += n
+		}
+		state := executionState(v.State)
+		counts[state]++
+		mp := v.MaxParallelism
+		if mp > 0 {
+			maxPar = max(maxPar, int64(mp))
+		} else {
+			mp = -1
+		}
+		out = append(out, JobVertex{ID: vertexID(v.ID), Name: v.Name, MaxParallelism: mp, Parallelism: v.Parallelism,
+			Status: state, StartTime: -1, EndTime: -1, Duration: -1, Tasks: tasks})
+	}
+	return out, counts, maxPar
+}
+
+// executionState spells an execution state as Flink does.
+func executionState(s string) string {
+	if s == "CANCELLING" {
+		return "CANCELING"
+	}
+	return s
+}
+
+// vertexID writes a JobGraph vertex id as Flink's JobVertexID: 32 hex
+// digits.
+func vertexID(id int32) string {
+	return fmt.Sprintf("%032x", uint32(id))
 }
 
 // terminate is PATCH /jobs/:jobid: mode=cancel (the default) cancels.

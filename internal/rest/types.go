@@ -20,6 +20,9 @@ type ClusterOverview struct {
 	JobsFailed     int `json:"jobs-failed"`
 	// WeirVersion is Weir's own; Flink sends flink-version instead.
 	WeirVersion string `json:"weir-version,omitempty"`
+	// Session is set by a session cluster's API, which takes submissions;
+	// a job's embedded API leaves it out.
+	Session bool `json:"weir-session,omitempty"`
 }
 
 // JobIDWithStatus is one entry of GET /jobs.
@@ -67,12 +70,22 @@ type JobDetails struct {
 	StatusCounts map[string]int   `json:"status-counts"`
 }
 
-// JobVertex is one vertex of JobDetails.
+// JobVertex is one vertex of JobDetails (Flink's JobVertexDetailsInfo,
+// without metrics). ID is the JobGraph's vertex id as 32 hex digits, the
+// form of Flink's JobVertexID. Weir does not track when a vertex started
+// or ended: StartTime, EndTime and Duration are -1.
 type JobVertex struct {
-	ID          string `json:"id"`
-	Name        string `json:"name"`
-	Parallelism int    `json:"parallelism"`
-	Status      string `json:"status"`
+	ID             string `json:"id"`
+	Name           string `json:"name"`
+	MaxParallelism int    `json:"maxParallelism"`
+	Parallelism    int    `json:"parallelism"`
+	Status         string `json:"status"`
+	StartTime      int64  `json:"start-time"`
+	EndTime        int64  `json:"end-time"`
+	Duration       int64  `json:"duration"`
+	// Tasks counts the vertex's subtasks per execution state, every state
+	// present.
+	Tasks map[string]int `json:"tasks"`
 }
 
 // JobExceptions is the body of GET /jobs/:jobid/exceptions, with Flink's
@@ -179,4 +192,102 @@ type SavepointInfo struct {
 type FailureCause struct {
 	Class      string `json:"class"`
 	StackTrace string `json:"stack-trace"`
+}
+
+// SubmitResponse answers POST /jobs (Flink's JobSubmitResponseBody, plus
+// the id).
+type SubmitResponse struct {
+	JobID  string `json:"jobid"`
+	JobURL string `json:"jobUrl"`
+}
+
+// ArtifactInfo answers GET /artifacts/:digest when the Dispatcher has the
+// artifact.
+type ArtifactInfo struct {
+	Digest string `json:"digest"`
+}
+
+// TaskManagersInfo is the body of GET /taskmanagers.
+type TaskManagersInfo struct {
+	TaskManagers []TaskManagerInfo `json:"taskmanagers"`
+}
+
+// TaskManagerInfo describes one registered TaskManager, in the shape of
+// Flink's TaskManagerInfo (GET /taskmanagers) and TaskManagerDetailsInfo
+// (GET /taskmanagers/:taskmanagerid, which adds AllocatedSlots), with
+// Weir's own fields after Flink's.
+type TaskManagerInfo struct {
+	// ID is the TaskManager's resource id.
+	ID string `json:"id"`
+	// Path is the address of its RPC endpoint (Flink: an Akka/Pekko path).
+	Path     string `json:"path"`
+	DataPort int    `json:"dataPort"`
+	// JMXPort is always -1: there is no JMX.
+	JMXPort int `json:"jmxPort"`
+	// TimeSinceLastHeartbeat is, despite its name and as in Flink, the time
+	// of the last heartbeat in milliseconds since the Unix epoch.
+	TimeSinceLastHeartbeat int64               `json:"timeSinceLastHeartbeat"`
+	SlotsNumber            int                 `json:"slotsNumber"`
+	FreeSlots              int                 `json:"freeSlots"`
+	TotalResource          ResourceProfileInfo `json:"totalResource"`
+	FreeResource           ResourceProfileInfo `json:"freeResource"`
+	Hardware               HardwareDescription `json:"hardware"`
+	Blocked                bool                `json:"blocked"`
+	// AllocatedSlots are the slots jobs hold; only GET
+	// /taskmanagers/:taskmanagerid shows them, as in Flink.
+	AllocatedSlots []SlotInfo `json:"allocatedSlots,omitempty"`
+
+	// Weir's own.
+
+	// Version is the TaskManager's Weir version; PID its process id on its
+	// host; Host the host name it reports.
+	Version string `json:"weirVersion,omitempty"`
+	PID     int    `json:"pid,omitempty"`
+	Host    string `json:"host,omitempty"`
+	// Workers are the worker processes it runs, one per job.
+	Workers []WorkerInfo `json:"workers,omitempty"`
+}
+
+// TaskManagerDetails is the body of GET /taskmanagers/:taskmanagerid:
+// allocatedSlots is always there, as in Flink's TaskManagerDetailsInfo.
+type TaskManagerDetails struct {
+	TaskManagerInfo
+	AllocatedSlots []SlotInfo `json:"allocatedSlots"`
+}
+
+// ResourceProfileInfo is a resource profile as Flink shows it: CPU in
+// cores, memory in MiB, extended resources (e.g. gpu) by name.
+type ResourceProfileInfo struct {
+	CPUCores          float64            `json:"cpuCores"`
+	TaskHeapMemory    int64              `json:"taskHeapMemory"`
+	TaskOffHeapMemory int64              `json:"taskOffHeapMemory"`
+	ManagedMemory     int64              `json:"managedMemory"`
+	NetworkMemory     int64              `json:"networkMemory"`
+	ExtendedResources map[string]float64 `json:"extendedResources"`
+}
+
+// HardwareDescription is the TaskManager's machine (or container): cores
+// and memory in bytes, as in Flink.
+type HardwareDescription struct {
+	CPUCores       int   `json:"cpuCores"`
+	PhysicalMemory int64 `json:"physicalMemory"`
+	FreeMemory     int64 `json:"freeMemory"`
+	ManagedMemory  int64 `json:"managedMemory"`
+}
+
+// SlotInfo is one allocated slot: the job that holds it and its profile.
+type SlotInfo struct {
+	JobID    string              `json:"jobId"`
+	Resource ResourceProfileInfo `json:"resource"`
+}
+
+// WorkerInfo is one job's worker process on a TaskManager.
+type WorkerInfo struct {
+	JobID string `json:"jobId"`
+	PID   int    `json:"pid,omitempty"`
+	// Slots is how many of the TaskManager's slots the job has there.
+	Slots int `json:"slots"`
+	// State is the worker's state as the TaskManager reports it, e.g.
+	// RUNNING.
+	State string `json:"state,omitempty"`
 }
