@@ -9,11 +9,21 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -65,11 +75,17 @@ func startCluster(t *testing.T, s *scenario, n, slots int, defines ...string) *c
 	return c
 }
 
-func (c *cluster) addTaskManager(t *testing.T, slots int) *proc {
+// addTaskManager starts a TaskManager with slots slots and the given -D
+// settings; it does not wait for it to register.
+func (c *cluster) addTaskManager(t *testing.T, slots int, defines ...string) *proc {
 	t.Helper()
 	i := len(c.tms)
-	p := c.s.start(c.weir, "taskmanager", "--jobmanager", c.rpc, "--slots", fmt.Sprint(slots), "--cpu", fmt.Sprint(slots),
-		"--memory", fmt.Sprintf("%dm", 256*slots), "-D", "cluster.working-dir="+filepath.Join(c.dir, fmt.Sprintf("tm%d", i)))
+	args := []string{"taskmanager", "--jobmanager", c.rpc, "--slots", fmt.Sprint(slots), "--cpu", fmt.Sprint(slots),
+		"--memory", fmt.Sprintf("%dm", 256*slots), "-D", "cluster.working-dir=" + filepath.Join(c.dir, fmt.Sprintf("tm%d", i))}
+	for _, d := range defines {
+		args = append(args, "-D", d)
+	}
+	p := c.s.start(c.weir, args...)
 	c.tms = append(c.tms, p)
 	return p
 }
@@ -236,4 +252,304 @@ func TestClusterTaskManagerKilled(t *testing.T) {
 	}
 	checkCounts(t, parseCounts(t, got), countWords(text))
 	_ = os.Remove
+}
+
+var jobIDRE = regexp.MustCompile(`[0-9a-f]{32}`)
+
+// TestClusterWorkerKilled kills a job's worker process, not its
+// TaskManager: the TaskManager reports the exit and stays registered
+// with its slots, and the job restarts from its checkpoint with a new
+// worker and commits exactly its output.
+func TestClusterWorkerKilled(t *testing.T) {
+	t.Parallel()
+	s := newScenario(t)
+	defer s.finish()
+	c := startCluster(t, s, 1, 2)
+	before := c.awaitTaskManagers(1)[0]
+	input, text := writeText(t)
+	out := filepath.Join(t.TempDir(), "out")
+	ckdir := t.TempDir()
+	p := c.submit("-p", "2", "-D", "execution.checkpointing.interval=100ms", "-D", "state.checkpoints.dir=file://"+ckdir,
+		"-D", "restart-strategy.type=fixed-delay", "-D", "restart-strategy.fixed-delay.delay=10ms",
+		"builtin:wordcount", "--input", input, "--output", out, "--rate", "5000")
+	var job string
+	p.waitFor("the job's id", func() bool { job = jobIDRE.FindString(p.stderr.String()); return job != "" })
+	// Two: the first is surely the JobMaster's latest by the time the
+	// second's metadata is written.
+	p.waitFor("two completed checkpoints", func() bool {
+		ids, _ := filepath.Glob(filepath.Join(ckdir, job, "chk-*", "_metadata"))
+		return len(ids) >= 2
+	})
+	tm := c.tms[0]
+	workers := childPIDs(tm.cmd.Process.Pid)
+	if len(workers) != 1 {
+		s.fatalf("the TaskManager runs %d child processes %v, want the job's one worker", len(workers), workers)
+	}
+	if err := syscall.Kill(workers[0], syscall.SIGKILL); err != nil {
+		s.fatalf("kill -9 %d: %v", workers[0], err)
+	}
+	s.logf("kill -9 of the worker, pid %d", workers[0])
+
+	exited := regexp.MustCompile(`worker exited: job ` + job + `, worker \S+, pid ` + fmt.Sprint(workers[0]) + `: signal: killed`)
+	tm.waitFor("the TaskManager to report the worker's death", func() bool { return exited.MatchString(tm.stderr.String()) })
+	p.waitFor("the job to restart from its checkpoint", func() bool {
+		return strings.Contains(c.master.stderr.String(), "restarting from checkpoint ")
+	})
+	p.mustSucceed()
+	got, hidden, err := committedOutput(out)
+	if err != nil || len(hidden) > 0 {
+		s.fatalf("output: %v, pending files %v", err, hidden)
+	}
+	checkCounts(t, parseCounts(t, got), countWords(text))
+
+	// The TaskManager carried on: the same process, registered all along,
+	// started a second worker for the restart, and has its slots back.
+	if tm.exited() {
+		s.fatalf("the TaskManager exited (status %d) after its worker was killed", tm.code())
+	}
+	if n := strings.Count(tm.stderr.String(), "worker started: job "+job); n < 2 {
+		s.errorf("the TaskManager started %d workers for the job, want a second one for the restart", n)
+	}
+	for _, bad := range []string{"lost the master", "refused"} {
+		if strings.Contains(tm.stderr.String(), bad) {
+			s.errorf("the TaskManager's log says %q", bad)
+		}
+	}
+	if strings.Contains(c.master.stderr.String(), "TaskManager "+before.ID+" lost") {
+		s.errorf("the master lost the TaskManager when its worker was killed")
+	}
+	c.master.waitFor("the job's slots to be free", func() bool { return c.freeSlots() == 2 })
+	after := c.awaitTaskManagers(1)[0]
+	if after.ID != before.ID || after.PID != before.PID || after.SlotsNumber != 2 {
+		s.fatalf("TaskManager after the worker's death: %s pid %d with %d slots, want %s pid %d with 2",
+			after.ID, after.PID, after.SlotsNumber, before.ID, before.PID)
+	}
+}
+
+// TestClusterJobBinary submits a user's Go job binary (examples/wordcount)
+// twice: the TaskManagers fetch and run it, the output is exact, and the
+// second submission does not upload the binary again.
+func TestClusterJobBinary(t *testing.T) {
+	t.Parallel()
+	s := newScenario(t)
+	defer s.finish()
+	// Two TaskManagers of one slot each: both fetch the binary, and
+	// records cross between their workers.
+	c := startCluster(t, s, 2, 1)
+	wordcount := bin(t, "wordcount")
+	data, err := os.ReadFile(wordcount)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	digest := hex.EncodeToString(sum[:])
+
+	// The client talks to the master through a proxy that records each
+	// request and the size of its body.
+	var mu sync.Mutex
+	var requests []string
+	target, _ := url.Parse("http://" + c.restURL)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body := &countingReader{r: r.Body}
+		r.Body = body
+		proxy.ServeHTTP(w, r)
+		mu.Lock()
+		requests = append(requests, fmt.Sprintf("%s %s %d", r.Method, r.URL.Path, body.n))
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	takeRequests := func() (heads []string, postBytes []int64) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, r := range requests {
+			f := strings.Fields(r)
+			switch {
+			case f[0] == "HEAD":
+				heads = append(heads, f[1])
+			case f[0] == "POST" && f[1] == "/jobs":
+				n, _ := strconv.ParseInt(f[2], 10, 64)
+				postBytes = append(postBytes, n)
+			}
+		}
+		requests = nil
+		return heads, postBytes
+	}
+
+	input, text := writeText(t)
+	for i, wantUpload := range []bool{true, false} {
+		out := filepath.Join(t.TempDir(), "counts.txt")
+		p := s.start(c.weir, "run", "--jobmanager", srv.Listener.Addr().String(), "-p", "2", wordcount, "--input", input, "--output", out)
+		p.mustSucceed()
+		got, hidden, err := committedOutput(out)
+		if err != nil || len(hidden) > 0 {
+			s.fatalf("submission %d: output: %v, pending files %v", i+1, err, hidden)
+		}
+		checkCounts(t, parseCounts(t, got), countWords(text))
+		heads, posts := takeRequests()
+		if len(heads) != 1 || heads[0] != "/artifacts/"+digest || len(posts) != 1 {
+			s.fatalf("submission %d: HEAD %v and %d POST /jobs, want HEAD /artifacts/%s and one POST", i+1, heads, len(posts), digest)
+		}
+		uploaded := posts[0] > int64(len(data))
+		if uploaded != wantUpload {
+			s.fatalf("submission %d sent %d bytes in POST /jobs for a %d-byte binary; want upload %v", i+1, posts[0], len(data), wantUpload)
+		}
+	}
+	stored, _ := os.ReadDir(filepath.Join(c.dir, "master", "artifacts"))
+	if len(stored) != 1 || stored[0].Name() != digest {
+		var names []string
+		for _, e := range stored {
+			names = append(names, e.Name())
+		}
+		s.fatalf("the master's artifact store holds %v, want just %s", names, digest)
+	}
+	for i, tm := range c.tms {
+		cached, _ := os.ReadDir(filepath.Join(c.dir, fmt.Sprintf("tm%d", i), "artifacts"))
+		if len(cached) != 1 || cached[0].Name() != digest {
+			s.errorf("TaskManager %d's artifact cache holds %d files, want the binary once", i, len(cached))
+		}
+		if n := strings.Count(tm.stderr.String(), "worker started"); n != 2 {
+			s.errorf("TaskManager %d started %d workers, want one per job", i, n)
+		}
+	}
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.ReadCloser
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func (c *countingReader) Close() error { return c.r.Close() }
+
+// TestClusterTaskManagerHangs freezes the TaskManager that runs a job
+// (SIGSTOP: it keeps its connection but answers nothing) and kills the
+// job's worker there. The job restarts at once, and its deployment asks
+// the frozen TaskManager for a new worker; when the master declares that
+// TaskManager lost (heartbeat.timeout) the deployment must start over on
+// the other TaskManager rather than wait for a worker that never comes.
+// Thawed, the TaskManager registers again.
+func TestClusterTaskManagerHangs(t *testing.T) {
+	t.Parallel()
+	s := newScenario(t)
+	defer s.finish()
+	c := startCluster(t, s, 2, 2)
+	input, text := writeText(t)
+	out := filepath.Join(t.TempDir(), "out")
+	ckdir := t.TempDir()
+	p := c.submit("-p", "2", "-D", "execution.checkpointing.interval=100ms", "-D", "state.checkpoints.dir=file://"+ckdir,
+		"-D", "restart-strategy.type=fixed-delay", "-D", "restart-strategy.fixed-delay.delay=10ms",
+		"builtin:wordcount", "--input", input, "--output", out, "--rate", "5000")
+	var job string
+	p.waitFor("the job's id", func() bool { job = jobIDRE.FindString(p.stderr.String()); return job != "" })
+	p.waitFor("a completed checkpoint", func() bool {
+		ids, _ := filepath.Glob(filepath.Join(ckdir, job, "chk-*", "_metadata"))
+		return len(ids) > 0
+	})
+	var victim, other *proc
+	var worker int
+	for _, tm := range c.tms {
+		if w := childPIDs(tm.cmd.Process.Pid); len(w) > 0 {
+			victim, worker = tm, w[0]
+		} else {
+			other = tm
+		}
+	}
+	if victim == nil || other == nil {
+		s.fatalf("want the job's worker on one TaskManager (Pack) and none on the other")
+	}
+	var victimID string
+	for _, tm := range c.awaitTaskManagers(2) {
+		if tm.PID == victim.cmd.Process.Pid {
+			victimID = tm.ID
+		}
+	}
+	if err := syscall.Kill(victim.cmd.Process.Pid, syscall.SIGSTOP); err != nil {
+		s.fatalf("SIGSTOP: %v", err)
+	}
+	s.logf("SIGSTOP to TaskManager %s (pid %d)", victimID, victim.cmd.Process.Pid)
+	if err := syscall.Kill(worker, syscall.SIGKILL); err != nil {
+		s.fatalf("kill -9 %d: %v", worker, err)
+	}
+	s.logf("kill -9 of its worker, pid %d", worker)
+	p.waitFor("the master to declare the frozen TaskManager lost", func() bool {
+		return regexp.MustCompile(`TaskManager ` + victimID + ` \(.*\) lost: no heartbeat`).MatchString(c.master.stderr.String())
+	})
+	p.mustSucceed()
+	got, hidden, err := committedOutput(out)
+	if err != nil || len(hidden) > 0 {
+		s.fatalf("output: %v, pending files %v", err, hidden)
+	}
+	checkCounts(t, parseCounts(t, got), countWords(text))
+	if !strings.Contains(other.stderr.String(), "worker started: job "+job) {
+		s.errorf("the job did not move to the other TaskManager")
+	}
+	if strings.Contains(c.master.stderr.String(), "did not start within") {
+		s.errorf("the deployment waited for the frozen TaskManager's worker")
+	}
+
+	if err := syscall.Kill(victim.cmd.Process.Pid, syscall.SIGCONT); err != nil {
+		s.fatalf("SIGCONT: %v", err)
+	}
+	s.logf("SIGCONT to TaskManager %s", victimID)
+	victim.waitFor("the thawed TaskManager to register again", func() bool {
+		return strings.Count(victim.stderr.String(), "registered with the master") == 2
+	})
+	c.master.waitFor("all slots to be free", func() bool { return c.freeSlots() == 4 })
+}
+
+// TestClusterMasterPause freezes the master (SIGSTOP) for longer than
+// heartbeat.timeout: the TaskManagers give it up and register again once
+// it answers. The master must take a TaskManager's new registration as
+// that TaskManager coming back, not refuse it as a second TaskManager with
+// the same resource id (which would end it), and run jobs on it after.
+func TestClusterMasterPause(t *testing.T) {
+	t.Parallel()
+	s := newScenario(t)
+	defer s.finish()
+	c := startCluster(t, s, 2, 1)
+	before := c.awaitTaskManagers(2)
+	pid := c.master.cmd.Process.Pid
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		s.fatalf("SIGSTOP: %v", err)
+	}
+	s.logf("SIGSTOP to the master")
+	for _, tm := range c.tms {
+		tm.waitFor("the TaskManager to give the master up", func() bool { return strings.Contains(tm.stderr.String(), "lost the master") })
+	}
+	// Long enough for the TaskManagers to try again while the master is
+	// frozen.
+	time.Sleep(500 * time.Millisecond)
+	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+		s.fatalf("SIGCONT: %v", err)
+	}
+	s.logf("SIGCONT to the master")
+	for i, tm := range c.tms {
+		tm.waitFor("the TaskManager to register again", func() bool {
+			return strings.Count(tm.stderr.String(), "registered with the master") >= 2
+		})
+		if tm.exited() {
+			s.fatalf("TaskManager %d exited (status %d) when the master came back", i, tm.code())
+		}
+	}
+	after := c.awaitTaskManagers(2)
+	for i := range before {
+		if after[i].ID != before[i].ID || after[i].PID != before[i].PID {
+			s.fatalf("TaskManagers after the pause: %+v, want %+v", after, before)
+		}
+	}
+	input, text := writeText(t)
+	out := filepath.Join(t.TempDir(), "out")
+	c.submit("-p", "2", "builtin:wordcount", "--input", input, "--output", out).mustSucceed()
+	got, hidden, err := committedOutput(out)
+	if err != nil || len(hidden) > 0 {
+		s.fatalf("output: %v, pending files %v", err, hidden)
+	}
+	checkCounts(t, parseCounts(t, got), countWords(text))
 }

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/weirstream/weir/internal/artifact"
 	"github.com/weirstream/weir/internal/builtin"
 	_ "github.com/weirstream/weir/internal/builtin/jobs" // registers the built-in jobs
 	"github.com/weirstream/weir/internal/config"
@@ -470,6 +471,12 @@ func checkJobBinary(path string) error {
 	}
 	if st.Mode()&0o111 == 0 {
 		return fmt.Errorf("job %q is not executable; chmod +x it, or build it again with `go build`", path)
+	}
+	// What is left, above all a binary built for another machine, would
+	// fail to start with "exec format error"; the Dispatcher's check says
+	// which machine it is for and how to rebuild it.
+	if err := artifact.Check(path); err != nil {
+		return fmt.Errorf("job %w", err)
 	}
 	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/weirstream/weir/internal/execution"
 	"github.com/weirstream/weir/internal/heartbeat"
 	"github.com/weirstream/weir/internal/jobmaster"
+	"github.com/weirstream/weir/internal/keygroup"
 	"github.com/weirstream/weir/internal/pb/clusterpb"
 	jgpb "github.com/weirstream/weir/internal/pb/jobgraphpb"
 	"github.com/weirstream/weir/internal/resource"
@@ -44,6 +45,8 @@ type job struct {
 	// of slots each needs (its vertices' highest parallelism).
 	groups []group
 	need   int
+	// maxParallelism of each vertex, by id (its number of key groups).
+	maxParallelism map[int32]int
 
 	mail chan func()
 	done chan struct{}
@@ -96,7 +99,7 @@ func newJob(m *Master, id string, g *jgpb.JobGraph, req rest.SubmitRequest, cfg 
 	j := &job{m: m, id: id, jmID: newID(), graph: g, req: req, cfg: cfg, maxP: taskwire.MaxParallelism(g),
 		mail: make(chan func(), 4096), done: make(chan struct{}),
 		slots: map[string]*slotInfo{}, workers: map[string]*workerSession{}, starting: map[string]*pendingWorker{},
-		hb: heartbeat.New(cfg.Duration(config.HeartbeatTimeout))}
+		hb: heartbeat.New(cfg.Duration(config.HeartbeatTimeout)), maxParallelism: map[int32]int{}}
 	byGroup := map[string]int{}
 	var order []string
 	var vs []execution.Vertex
@@ -107,6 +110,11 @@ func newJob(m *Master, id string, g *jgpb.JobGraph, req rest.SubmitRequest, cfg 
 		}
 		byGroup[name] = max(byGroup[name], int(v.Parallelism))
 		vs = append(vs, execution.Vertex{ID: v.Id, Name: v.Name, Parallelism: int(v.Parallelism)})
+		maxP := int(v.MaxParallelism)
+		if maxP <= 0 {
+			maxP = keygroup.DefaultMaxParallelism(int(v.Parallelism))
+		}
+		j.maxParallelism[v.Id] = maxP
 	}
 	for _, name := range order {
 		j.groups = append(j.groups, group{name, byGroup[name]})
@@ -139,6 +147,8 @@ func (j *job) loop(ctx context.Context) {
 			}
 			for _, tm := range j.hb.Expired(now) {
 				if ws := j.workers[tm]; ws != nil {
+					// A silent worker may still run: its TaskManager stops it.
+					j.stopWorker(ws.tm, ws.id)
 					j.workerGone(ws, fmt.Sprintf("no heartbeat for %v (heartbeat.timeout)", j.cfg.Duration(config.HeartbeatTimeout)))
 				}
 			}
@@ -172,6 +182,9 @@ func (j *job) slotLost(a slotmanager.Allocation, reason string) {
 			return
 		}
 		delete(j.slots, a.ID)
+		// A deployment waiting for a worker there waits in vain: it
+		// starts over on the slots the job gets instead.
+		j.wakeWorker(a.TaskManager, fmt.Errorf("TaskManager %s lost: %s: %w", a.TaskManager, reason, errSlotsLost))
 		if ws := j.workers[a.TaskManager]; ws != nil {
 			j.workerGone(ws, "TaskManager "+a.TaskManager+" lost: "+reason)
 		}
@@ -250,28 +263,44 @@ func (j *job) deploy(ctx context.Context, hooks runtime.CheckpointHooks, restore
 			return nil, err
 		}
 	}
-	if err := j.awaitSlots(ctx); err != nil {
-		return nil, err
-	}
-	slots, err := j.awaitWorkers(ctx)
-	if err != nil {
-		return nil, err
-	}
-	c := make(chan result[*remoteExec], 1)
-	j.do(func() {
-		e, err := j.start(ctx, hooks, rs, slots)
-		c <- result[*remoteExec]{e, err}
-	})
-	select {
-	case r := <-c:
-		if r.err != nil {
-			return nil, r.err
+	// A TaskManager lost while deploying takes its slots along; the
+	// SlotManager matches the requirement again, so the deployment starts
+	// over with the slots the job gets instead (or fails when none come
+	// within slot.request.timeout).
+	for {
+		if err := j.awaitSlots(ctx); err != nil {
+			return nil, err
 		}
-		return r.v, nil
-	case <-ctx.Done():
-		return nil, runtime.ErrCanceled
+		slots, err := j.awaitWorkers(ctx)
+		if errors.Is(err, errSlotsLost) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		c := make(chan result[*remoteExec], 1)
+		j.do(func() {
+			e, err := j.start(ctx, hooks, rs, slots)
+			c <- result[*remoteExec]{e, err}
+		})
+		select {
+		case r := <-c:
+			if errors.Is(r.err, errSlotsLost) {
+				continue
+			}
+			if r.err != nil {
+				return nil, r.err
+			}
+			return r.v, nil
+		case <-ctx.Done():
+			return nil, runtime.ErrCanceled
+		}
 	}
 }
+
+// errSlotsLost ends a deployment that lost some of its slots before it
+// started the tasks; deploy starts over.
+var errSlotsLost = errors.New("the job lost slots while deploying")
 
 type result[T any] struct {
 	v   T
@@ -317,6 +346,11 @@ func (j *job) awaitWorkers(ctx context.Context) ([]*slotInfo, error) {
 		for _, s := range j.slots {
 			p.slots = append(p.slots, s)
 		}
+		if len(p.slots) < j.need {
+			// Lost since awaitSlots returned.
+			c <- p
+			return
+		}
 		sort.Slice(p.slots, func(a, b int) bool {
 			if p.slots[a].tm != p.slots[b].tm {
 				return p.slots[a].tm < p.slots[b].tm
@@ -358,6 +392,9 @@ func (j *job) awaitWorkers(ctx context.Context) ([]*slotInfo, error) {
 	case <-ctx.Done():
 		return nil, runtime.ErrCanceled
 	}
+	if len(p.slots) < j.need {
+		return nil, fmt.Errorf("have %d of %d slots: %w", len(p.slots), j.need, errSlotsLost)
+	}
 	timeout := time.NewTimer(workerStartTimeout)
 	defer timeout.Stop()
 	for _, w := range p.wait {
@@ -367,12 +404,31 @@ func (j *job) awaitWorkers(ctx context.Context) ([]*slotInfo, error) {
 				return nil, err
 			}
 		case <-timeout.C:
-			return nil, fmt.Errorf("the job's workers did not start within %v; see the TaskManagers' logs", workerStartTimeout)
+			err := fmt.Errorf("the job's workers did not start within %v; see the TaskManagers' logs", workerStartTimeout)
+			j.do(func() { j.abandonStarts(err) })
+			return nil, err
 		case <-ctx.Done():
+			j.do(func() { j.abandonStarts(runtime.ErrCanceled) })
 			return nil, runtime.ErrCanceled
 		}
 	}
 	return p.slots, nil
+}
+
+// abandonStarts gives up on the workers still starting (on the job's
+// goroutine): their TaskManagers stop them, and the next deployment asks
+// for fresh ones instead of waiting for these.
+func (j *job) abandonStarts(err error) {
+	for tm, p := range j.starting {
+		j.stopWorker(tm, p.id)
+		j.wakeWorker(tm, err)
+	}
+}
+
+// stopWorker tells a TaskManager to stop one of the job's workers.
+func (j *job) stopWorker(tm, workerID string) {
+	msg := &clusterpb.MasterMessage{Msg: &clusterpb.MasterMessage_StopWorker{StopWorker: &clusterpb.StopWorker{JobId: j.id, WorkerId: workerID}}}
+	j.m.rm.do(func() { j.m.rm.sendToTM(tm, msg) })
 }
 
 // workerStartTimeout bounds how long a worker may take from StartWorker
@@ -388,8 +444,10 @@ func (j *job) artifact() *clusterpb.Artifact {
 
 // start sends the attempt's deployments (on the job's goroutine).
 func (j *job) start(ctx context.Context, hooks runtime.CheckpointHooks, restore []*clusterpb.OperatorRestore, slots []*slotInfo) (*remoteExec, error) {
-	if len(slots) < j.need {
-		return nil, fmt.Errorf("lost slots while deploying: have %d of %d", len(slots), j.need)
+	for _, s := range slots {
+		if j.slots[s.alloc] != s {
+			return nil, fmt.Errorf("slot %d of TaskManager %s: %w", s.index, s.tm, errSlotsLost)
+		}
 	}
 	// Slot sharing: subtask s of every vertex of a group runs in the
 	// group's s-th slot.
@@ -449,6 +507,7 @@ func (j *job) sendWorker(ws *workerSession, m *clusterpb.JobMasterMessage) {
 	case ws.send <- m:
 	default:
 		ws.cancel(errors.New("the worker does not read its control messages"))
+		j.stopWorker(ws.tm, ws.id)
 	}
 }
 
@@ -665,7 +724,7 @@ func (j *job) vertices() []jobmaster.VertexStatus {
 			counts[s.String()] = n
 		}
 		out = append(out, jobmaster.VertexStatus{ID: v.ID, Name: v.Name, Parallelism: v.Parallelism,
-			State: j.state.VertexState(v.ID).String(), Counts: counts})
+			MaxParallelism: j.maxParallelism[v.ID], State: j.state.VertexState(v.ID).String(), Counts: counts})
 	}
 	return out
 }

@@ -147,8 +147,15 @@ func (rm *resourceManager) register(s *tmSession, now time.Time) error {
 		return fmt.Errorf("TaskManager %s offers no slots; start it with --slots 1 or more", r.ResourceId)
 	}
 	if old := rm.tms[r.ResourceId]; old != nil {
-		return fmt.Errorf("a TaskManager with resource id %s is already registered (%s, from %s); give each TaskManager its own taskmanager.resource-id",
-			r.ResourceId, old.describe(), old.peer)
+		if old.reg.Hostname != r.Hostname || old.reg.Pid != r.Pid {
+			return fmt.Errorf("a TaskManager with resource id %s is already registered (%s, from %s); give each TaskManager its own taskmanager.resource-id",
+				r.ResourceId, old.describe(), old.peer)
+		}
+		// The same TaskManager process on a new session: it gave the old
+		// one up (it heard nothing for heartbeat.timeout, e.g. while this
+		// master was paused) before this side noticed. Refusing it would
+		// end it; its old session is dead, so it replaces it.
+		rm.lost(old, "it registered again on a new session", now)
 	}
 	profiles := make([]resource.Profile, len(r.Slots))
 	for i, p := range r.Slots {

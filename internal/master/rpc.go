@@ -63,7 +63,7 @@ func (r *rpcServer) Connect(stream clusterpb.Master_ConnectServer) error {
 			m, err := stream.Recv()
 			if err != nil {
 				reason := "connection closed"
-				if err != io.EOF {
+				if err != io.EOF && status.Code(err) != codes.Canceled {
 					reason = "connection lost: " + status.Convert(err).Message()
 				}
 				cancel(fmt.Errorf("%s", reason))

@@ -162,7 +162,7 @@ func (o *Options) withDefaults() error {
 		o.DataHost = hostReaching(o.MasterAddress)
 	}
 	if o.WorkDir == "" {
-		o.WorkDir = filepath.Join(os.TempDir(), "weir", "taskmanager-"+o.ResourceID)
+		o.WorkDir = filepath.Join(os.TempDir(), "weir-taskmanager-"+o.ResourceID)
 	}
 	if o.Executable == "" {
 		exe, err := os.Executable()

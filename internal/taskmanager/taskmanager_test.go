@@ -507,8 +507,8 @@ func TestWorkerFromArtifact(t *testing.T) {
 		t.Errorf("worker args %q, launch env %q", r.Args, r.Launch)
 	}
 
-	// The job's worker runs already: a second StartWorker does nothing.
-	c.send(t, startWorker("j1", "w2", art, "--record", rec))
+	// The job's worker runs already: its StartWorker again does nothing.
+	c.send(t, startWorker("j1", "w1", art, "--record", rec))
 	c.heartbeat(t, 1)
 	if logsDir, _ := os.ReadDir(filepath.Join(tm.o.WorkDir, "logs")); len(logsDir) != 1 {
 		t.Errorf("%d worker logs, want 1 (one process)", len(logsDir))
@@ -550,6 +550,33 @@ func TestWorkerFromArtifact(t *testing.T) {
 	c.heartbeat(t, 4)
 	tm.stop(t)
 	if tm.logs.count("worker started: job j1") != 2 || tm.logs.count("worker exited: job j1, worker w1") != 1 {
+		t.Errorf("log:\n%s", tm.logs)
+	}
+}
+
+// TestStartWorkerReplacesOldWorker: a StartWorker with a new worker id
+// for a job whose worker this agent still has means the master gave the
+// old one up (say it crashed and the agent has not handled its exit yet):
+// the old one is stopped, without a report, and the new one started.
+func TestStartWorkerReplacesOldWorker(t *testing.T) {
+	fm := startFakeMaster(t)
+	tm := startTM(t, fm.addr, nil)
+	c := fm.accept(t)
+	c.register(t, "leader-1", time.Minute)
+	c.requestSlot(t, "a1", 0, "j1")
+	builtin := &pb.Artifact{Builtin: "builtin:testjob"}
+	rec := filepath.Join(t.TempDir(), "rec")
+	c.send(t, startWorker("j1", "w1", builtin, "--record", rec))
+	old := awaitRecords(t, rec, 1)[0]
+	c.send(t, startWorker("j1", "w2", builtin, "--record", rec))
+	recs := awaitRecords(t, rec, 2)
+	if recs[1].Worker.WorkerID != "w2" || !gone(old.Pid) {
+		t.Fatalf("after StartWorker w2: workers %+v; w1 (pid %d) gone: %v", recs, old.Pid, gone(old.Pid))
+	}
+	// The next message is the heartbeat's answer, not w1's exit.
+	c.heartbeat(t, 1)
+	tm.stop(t)
+	if tm.logs.count("worker w1 of job j1 is replaced by worker w2") != 1 || tm.logs.count("worker exited") != 0 {
 		t.Errorf("log:\n%s", tm.logs)
 	}
 }

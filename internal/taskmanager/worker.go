@@ -54,8 +54,17 @@ func (a *agent) startWorker(s *pb.StartWorker) {
 	if a.slots.jobSlots(job) == 0 {
 		return // not a job of ours (stale, or the slot was freed)
 	}
-	if a.workers[job] != nil {
-		return // already running (or starting): nothing to do
+	if w := a.workers[job]; w != nil {
+		if w.id == s.GetWorkerId() {
+			return // already running (or starting): nothing to do
+		}
+		// The master asks for a new worker: it has given the old one up
+		// (its session ended; the process may have crashed before this
+		// agent handled its exit). Ignoring the request would leave the
+		// job waiting for a worker that never comes: stop the old one;
+		// the new one starts once it has exited.
+		a.o.Log("worker %s of job %s is replaced by worker %s", w.id, job, s.GetWorkerId())
+		a.stopWorker(w)
 	}
 	for w := range a.stopping {
 		if w.job == job {
