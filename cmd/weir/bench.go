@@ -96,6 +96,7 @@ func benchCommand() *cobra.Command {
 	nx.Flags().StringArrayVarP(&defines, "define", "D", nil, "configuration key=value, repeatable")
 	nx.Flags().StringVar(&profile, "cpuprofile", "", "write a CPU profile of each query to FILE-QUERY.pprof (for go tool pprof)")
 	cmd.AddCommand(nx)
+	cmd.AddCommand(benchClusterCommand())
 	return cmd
 }
 
