@@ -890,11 +890,11 @@ const windowContentsState = "window-contents"
 // them from the entries.
 //
 // The snapshot is taken in two parts. On the task goroutine SnapshotState
-// only copies the windows (copyWindows): keys and accumulators of types
-// without references are copied as values, others are encoded at once, so
-// that nothing the operator changes later is shared. Encoding, ordering and
-// building the canonical entries and timers (windowCopy.build) is cheap
-// enough to do there too, but when the job's checkpoints are periodic
+// only copies the windows (copyEnds, or copyWindows for sessions): keys and
+// accumulators of types without references are copied as values, others
+// are encoded at once, so that nothing the operator changes later is
+// shared. Encoding, ordering and building the canonical entries and timers
+// (build) could be done there too, but when the job's checkpoints are periodic
 // (execution.checkpointing.interval is set, and the job master persists
 // them) it is left to OperatorSnapshot.Materialize, which the job master
 // calls off the task goroutine.
@@ -904,7 +904,14 @@ func (op *windowOp[T, K, ACC, OUT]) SnapshotState(int64) (_ *runtime.OperatorSna
 		return nil, err
 	}
 	defer recoverEncodeError(&err)
-	wc, err := op.copyWindows(ac)
+	var wc interface {
+		build() (*state.Snapshot, *state.TimerSnapshot, error)
+	}
+	if op.merging {
+		wc, err = op.copyWindows(ac)
+	} else {
+		wc, err = op.copyEnds(ac)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -965,8 +972,9 @@ func recoverEncodeError(err *error) {
 	}
 }
 
-// windowCopy is the synchronous part of a window snapshot: every window of
-// every key, by key group, with nothing shared with the live operator.
+// windowCopy is the synchronous part of a snapshot of session windows:
+// every window of every key, by key group, with nothing shared with the
+// live operator. (Non-merging windows: endsCopy, window_snapshot.go.)
 type windowCopy[K comparable, ACC any] struct {
 	groups []copiedGroup
 	keys   []copiedKey[K]
@@ -1002,17 +1010,9 @@ type copiedWindow[ACC any] struct {
 	fired  bool
 }
 
-// copyWindows copies the windows for a snapshot (see windowCopy).
+// copyWindows copies the session windows for a snapshot (see windowCopy).
 func (op *windowOp[T, K, ACC, OUT]) copyWindows(ac *accCodec[ACC]) (*windowCopy[K, ACC], error) {
-	if op.plainKey == 0 {
-		op.plainKey, op.plainAcc = 1, 1
-		if isPlainType(reflect.TypeFor[K]()) {
-			op.plainKey = 2
-		}
-		if isPlainType(reflect.TypeFor[ACC]()) {
-			op.plainAcc = 2
-		}
-	}
+	op.classifyTypes()
 	wc := &windowCopy[K, ACC]{
 		keysEncoded: op.plainKey != 2, accsEncoded: op.plainAcc != 2,
 		enc: op.keying.Encoder, ac: ac, kind: op.fn.kind, eventTime: op.eventTime, lateness: op.lateness,
@@ -1047,37 +1047,15 @@ func (op *windowOp[T, K, ACC, OUT]) copyWindows(ac *accCodec[ACC]) (*windowCopy[
 	}
 	for kgi := 0; kgi < op.nGroups; kgi++ {
 		k0 := len(wc.keys)
-		if op.merging {
-			for k, sl := range op.sessions[kgi] {
-				if len(sl.s) == 0 {
-					continue
-				}
-				addKey(k)
-				for i := range sl.s {
-					s := &sl.s[i]
-					if err := addWindow(k, s.w, s.acc, s.fired); err != nil {
-						return nil, err
-					}
-				}
+		for k, sl := range op.sessions[kgi] {
+			if len(sl.s) == 0 {
+				continue
 			}
-		} else {
-			var (
-				lastEnd int64
-				lastWE  *windowEnd
-			)
-			for k, kw := range op.kgw[kgi].keys {
-				if len(kw.wins) == 0 {
-					continue
-				}
-				addKey(k)
-				for i := range kw.wins {
-					x := &kw.wins[i]
-					if lastWE == nil || x.end != lastEnd {
-						lastEnd, lastWE = x.end, op.ends[x.end]
-					}
-					if err := addWindow(k, lastWE.w, x.acc, lastWE.fired); err != nil {
-						return nil, err
-					}
+			addKey(k)
+			for i := range sl.s {
+				s := &sl.s[i]
+				if err := addWindow(k, s.w, s.acc, s.fired); err != nil {
+					return nil, err
 				}
 			}
 		}

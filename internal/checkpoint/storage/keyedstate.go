@@ -9,6 +9,7 @@ import (
 	"hash/crc32"
 	"io"
 	"math"
+	"strings"
 
 	"github.com/weirstream/weir/internal/keygroup"
 	"github.com/weirstream/weir/internal/state"
@@ -37,7 +38,10 @@ var (
 // block per key group, then an index. It writes sequentially (no seeks),
 // so it can stream to any Storage; it buffers one block at a time.
 type KeyedStateWriter struct {
-	w        *bufio.Writer
+	w *bufio.Writer
+	// mem is the writer when it is a bytes.Buffer: blocks go straight in,
+	// not through w, which would copy them once more.
+	mem      *bytes.Buffer
 	header   [keyedStateHeaderLen]byte
 	maxP     int
 	off      int64 // bytes written so far
@@ -55,7 +59,12 @@ func NewKeyedStateWriter(w io.Writer, maxParallelism int) (*KeyedStateWriter, er
 	if maxParallelism < 1 || maxParallelism > keygroup.UpperBoundMaxParallelism {
 		return nil, fmt.Errorf("keyed state: max parallelism %d is outside [1, %d]", maxParallelism, keygroup.UpperBoundMaxParallelism)
 	}
-	kw := &KeyedStateWriter{w: bufio.NewWriterSize(w, 64<<10), maxP: maxParallelism, last: -1}
+	kw := &KeyedStateWriter{maxP: maxParallelism, last: -1}
+	if b, ok := w.(*bytes.Buffer); ok {
+		kw.mem = b
+	} else {
+		kw.w = bufio.NewWriterSize(w, 64<<10)
+	}
 	hdr := kw.header[:]
 	copy(hdr, keyedStateMagic[:])
 	binary.LittleEndian.PutUint32(hdr[8:], KeyedStateVersion)
@@ -70,7 +79,13 @@ func (kw *KeyedStateWriter) write(b []byte) error {
 	if kw.err != nil {
 		return kw.err
 	}
-	n, err := kw.w.Write(b)
+	var n int
+	var err error
+	if kw.mem != nil {
+		n, err = kw.mem.Write(b)
+	} else {
+		n, err = kw.w.Write(b)
+	}
 	kw.off += int64(n)
 	if err != nil {
 		kw.err = fmt.Errorf("writing keyed state: %w", err)
@@ -165,8 +180,10 @@ func (kw *KeyedStateWriter) Finish() error {
 	if err := kw.write(footer[:]); err != nil {
 		return err
 	}
-	if err := kw.w.Flush(); err != nil {
-		kw.err = fmt.Errorf("writing keyed state: %w", err)
+	if kw.w != nil {
+		if err := kw.w.Flush(); err != nil {
+			kw.err = fmt.Errorf("writing keyed state: %w", err)
+		}
 	}
 	return kw.err
 }
@@ -174,6 +191,10 @@ func (kw *KeyedStateWriter) Finish() error {
 // WriteKeyedState writes s and t (either may be nil) as one keyed state
 // file for an operator with maxParallelism key groups.
 func WriteKeyedState(w io.Writer, maxParallelism int, s *state.Snapshot, t *state.TimerSnapshot) error {
+	if b, ok := w.(*bytes.Buffer); ok {
+		// Grow once rather than by doubling, copying the file each time.
+		b.Grow(keyedStateSizeHint(s, t))
+	}
 	kw, err := NewKeyedStateWriter(w, maxParallelism)
 	if err != nil {
 		return err
@@ -218,19 +239,53 @@ func headerIndexCRC(header, index []byte) uint32 {
 }
 
 func appendBytes(b, v []byte) []byte {
-	b = binary.AppendUvarint(b, uint64(len(v)))
+	if len(v) < 0x80 {
+		// The one-byte uvarint of every key, namespace and small value.
+		b = append(b, byte(len(v)))
+	} else {
+		b = binary.AppendUvarint(b, uint64(len(v)))
+	}
 	return append(b, v...)
 }
 
 // compareEntries orders entries as state.Snapshot documents: by state,
-// key, namespace and user key, bytewise.
+// key, namespace and user key, bytewise. Adjacent entries nearly always
+// have the same state name (often the same string), so that is tested for
+// equality first, which is cheaper than ordering.
 func compareEntries(a, b state.Entry) int {
-	return cmp.Or(
-		cmp.Compare(a.State, b.State),
-		bytes.Compare(a.Key, b.Key),
-		bytes.Compare(a.Namespace, b.Namespace),
-		bytes.Compare(a.UserKey, b.UserKey),
-	)
+	if a.State != b.State {
+		return strings.Compare(a.State, b.State)
+	}
+	if c := bytes.Compare(a.Key, b.Key); c != 0 {
+		return c
+	}
+	return cmp.Or(bytes.Compare(a.Namespace, b.Namespace), bytes.Compare(a.UserKey, b.UserKey))
+}
+
+// keyedStateSizeHint estimates the size of the keyed state file of s and
+// t, so that a writer into memory can allocate it once.
+func keyedStateSizeHint(s *state.Snapshot, t *state.TimerSnapshot) int {
+	n := keyedStateHeaderLen + keyedStateFooterLen
+	if s != nil {
+		for _, g := range s.KeyGroups {
+			n += 16 + 8*len(g.Entries)
+			for i := range g.Entries {
+				e := &g.Entries[i]
+				n += len(e.Key) + len(e.Namespace) + len(e.UserKey) + len(e.Value)
+			}
+		}
+	}
+	if t != nil {
+		for _, g := range t.KeyGroups {
+			for _, ts := range [][]state.Timer{g.EventTime, g.ProcessingTime} {
+				n += 8 * len(ts)
+				for i := range ts {
+					n += len(ts[i].Key) + len(ts[i].Namespace)
+				}
+			}
+		}
+	}
+	return n
 }
 
 // KeyedStateReader reads a keyed state file. It reads the header and the

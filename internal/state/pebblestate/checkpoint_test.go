@@ -186,6 +186,12 @@ func TestCheckpointIDsAcrossRestores(t *testing.T) {
 		}
 		for _, sst := range files1.SSTs {
 			if !slices.Contains(ids(f.SSTs), sst.ID) {
+				if i == len(forks)-1 {
+					// The original has been running since checkpoint 1: a
+					// background compaction may have replaced the SST.
+					t.Logf("the original compacted inherited SST %s away", sst.ID)
+					continue
+				}
 				t.Errorf("fork %d lost inherited SST %s", i, sst.ID)
 			}
 		}
