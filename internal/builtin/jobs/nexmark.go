@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"fmt"
+	"github.com/weirstream/weir/internal/launch"
 	"os"
 	"sort"
 	"strings"
@@ -67,7 +68,10 @@ func nexmarkMain(args []string) error {
 	if err := env.Execute("nexmark-" + o.Query); err != nil {
 		return err
 	}
-	if o.Events > 0 {
+	// Only a run on the embedded cluster in this process measured anything:
+	// in plan mode (weir run --jobmanager, weir info) and in a cluster's
+	// worker, Execute returns without having run the whole job here.
+	if o.Events > 0 && launch.Get().Mode == launch.Run {
 		wall, cpu := time.Since(t0).Seconds(), procstat.CPUSeconds()-cpu0
 		fmt.Fprintf(os.Stderr, "nexmark %s: %d events in %.2f s (%.2f CPU s): %.0f events/s, %.0f events/core-s\n",
 			o.Query, o.Events, wall, cpu, float64(o.Events)/wall, float64(o.Events)/cpu)
