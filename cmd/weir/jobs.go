@@ -496,6 +496,8 @@ func (e jobsEnv) takeSavepoint(cmd *cobra.Command, t *target, arg, dir string, s
 	case errors.Is(err, context.Canceled):
 		return "", fmt.Errorf("stopped waiting for the %s of job %s; it goes on: its status is at %s/jobs/%s/savepoints/%s",
 			what, f.job.ID, f.client.BaseURL(), f.job.ID, trigger)
+	case err != nil && strings.HasPrefix(err.Error(), what+" of job "):
+		return "", err // the cluster's message already says which
 	case err != nil:
 		return "", fmt.Errorf("%s of job %s failed: %w", what, f.job.ID, err)
 	}
