@@ -268,7 +268,21 @@ func (j *job) deploy(ctx context.Context, hooks runtime.CheckpointHooks, restore
 	// over with the slots the job gets instead (or fails when none come
 	// within slot.request.timeout).
 	for {
-		if err := j.awaitSlots(ctx); err != nil {
+		// A new attempt: its tasks are scheduled, waiting for slots and
+	// workers, and the REST API shows that rather than the last attempt's
+	// end.
+	j.do(func() {
+		now := time.Now()
+		j.mu.Lock()
+		defer j.mu.Unlock()
+		j.state.Reset(now)
+		for _, v := range j.graph.Vertices {
+			for s := range int(v.Parallelism) {
+				_ = j.state.Set(v.Id, s, execution.Scheduled, now)
+			}
+		}
+	})
+	if err := j.awaitSlots(ctx); err != nil {
 			return nil, err
 		}
 		slots, err := j.awaitWorkers(ctx)
@@ -475,10 +489,8 @@ func (j *job) start(ctx context.Context, hooks runtime.CheckpointHooks, restore 
 		done: make(chan struct{})}
 	now := time.Now()
 	j.mu.Lock()
-	j.state.Reset(now)
 	for _, v := range j.graph.Vertices {
 		for s := range int(v.Parallelism) {
-			_ = j.state.Set(v.Id, s, execution.Scheduled, now)
 			_ = j.state.Set(v.Id, s, execution.Deploying, now)
 		}
 	}
