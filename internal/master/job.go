@@ -269,20 +269,20 @@ func (j *job) deploy(ctx context.Context, hooks runtime.CheckpointHooks, restore
 	// within slot.request.timeout).
 	for {
 		// A new attempt: its tasks are scheduled, waiting for slots and
-	// workers, and the REST API shows that rather than the last attempt's
-	// end.
-	j.do(func() {
-		now := time.Now()
-		j.mu.Lock()
-		defer j.mu.Unlock()
-		j.state.Reset(now)
-		for _, v := range j.graph.Vertices {
-			for s := range int(v.Parallelism) {
-				_ = j.state.Set(v.Id, s, execution.Scheduled, now)
+		// workers, and the REST API shows that rather than the last attempt's
+		// end.
+		j.do(func() {
+			now := time.Now()
+			j.mu.Lock()
+			defer j.mu.Unlock()
+			j.state.Reset(now)
+			for _, v := range j.graph.Vertices {
+				for s := range int(v.Parallelism) {
+					_ = j.state.Set(v.Id, s, execution.Scheduled, now)
+				}
 			}
-		}
-	})
-	if err := j.awaitSlots(ctx); err != nil {
+		})
+		if err := j.awaitSlots(ctx); err != nil {
 			return nil, err
 		}
 		slots, err := j.awaitWorkers(ctx)
