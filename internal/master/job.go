@@ -263,25 +263,25 @@ func (j *job) deploy(ctx context.Context, hooks runtime.CheckpointHooks, restore
 			return nil, err
 		}
 	}
+	// A new attempt: its tasks are scheduled, waiting for slots and
+	// workers, and the REST API shows that rather than the last attempt's
+	// end.
+	j.do(func() {
+		now := time.Now()
+		j.mu.Lock()
+		defer j.mu.Unlock()
+		j.state.Reset(now)
+		for _, v := range j.graph.Vertices {
+			for s := range int(v.Parallelism) {
+				_ = j.state.Set(v.Id, s, execution.Scheduled, now)
+			}
+		}
+	})
 	// A TaskManager lost while deploying takes its slots along; the
 	// SlotManager matches the requirement again, so the deployment starts
 	// over with the slots the job gets instead (or fails when none come
 	// within slot.request.timeout).
 	for {
-		// A new attempt: its tasks are scheduled, waiting for slots and
-		// workers, and the REST API shows that rather than the last attempt's
-		// end.
-		j.do(func() {
-			now := time.Now()
-			j.mu.Lock()
-			defer j.mu.Unlock()
-			j.state.Reset(now)
-			for _, v := range j.graph.Vertices {
-				for s := range int(v.Parallelism) {
-					_ = j.state.Set(v.Id, s, execution.Scheduled, now)
-				}
-			}
-		})
 		if err := j.awaitSlots(ctx); err != nil {
 			return nil, err
 		}
