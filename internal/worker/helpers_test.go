@@ -115,11 +115,19 @@ type results struct {
 	// hold, if not nil, blocks every Write until it is closed, deaf to
 	// cancellation: a stuck task.
 	hold chan struct{}
+	// holding, if not nil, is signalled when a Write starts waiting on hold.
+	holding chan struct{}
 }
 
 func (r *results) Open(connector.SinkContext) (connector.SinkWriter[rec], error) { return r, nil }
 func (r *results) Write(v rec, _ int64) error {
 	if r.hold != nil {
+		if r.holding != nil {
+			select {
+			case r.holding <- struct{}{}:
+			default:
+			}
+		}
 		<-r.hold
 	}
 	r.mu.Lock()

@@ -459,6 +459,7 @@ func TestStuckAttempt(t *testing.T) {
 	f := newFakeJM(t, 50*time.Millisecond)
 	tj := newTestJob(t, 1000)
 	tj.out.hold = make(chan struct{})
+	tj.out.holding = make(chan struct{}, 1)
 	released := false
 	release := func() {
 		if !released {
@@ -473,6 +474,13 @@ func TestStuckAttempt(t *testing.T) {
 	c := f.accept(t)
 	c.deploy(deployment(tj.job, 1, false, c)[0])
 	c.awaitN(t, 4, "RUNNING", isState(1, "RUNNING"))
+	// The attempt is stuck only once a sink waits on hold: a cancel before
+	// that ends it normally.
+	select {
+	case <-tj.out.holding:
+	case <-time.After(patience):
+		t.Fatal("no record reached the held sink")
+	}
 	start := time.Now()
 	c.deploy(deployment(tj.job, 2, false, c)[0])
 	c.deploy(deployment(tj.job, 3, false, c)[0])
